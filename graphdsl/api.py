@@ -1,0 +1,169 @@
+"""The Python face: `graphdsl.load(...)` returns a checked `Network`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from .diagnostics import Diagnostic, SpecError
+from .elaborate import Elaborator
+from .ops import Shape
+from .passes import run_passes
+from .program import choose_network, load_program, read_source
+
+FIGURES = ("params", "buffers", "macs", "other_ops", "activations")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """The static figures of one IR node."""
+
+    name: str
+    op: str
+    attrs: dict
+    shape: Shape
+    inputs: tuple[str, ...]
+    params: int
+    buffers: int
+    macs: int
+    other_ops: int
+    activations: int
+    rf: tuple[int, int]
+    jump: tuple[int, int]
+
+
+class Network:
+    """A checked network: the IR (`graph`), its shapes and its static figures."""
+
+    def __init__(self, graph: nx.DiGraph, sources: dict[str, str]):
+        self.graph = graph
+        self.sources = sources
+
+    @property
+    def name(self) -> str:
+        return self.graph.graph["name"]
+
+    @property
+    def doc(self) -> str | None:
+        return self.graph.graph["doc"]
+
+    @property
+    def input_shape(self) -> Shape:
+        return self.graph.graph["input_shape"]
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        """Output name -> node id, in the order the network returns them."""
+        return dict(self.graph.graph["outputs"])
+
+    @property
+    def output_shapes(self) -> dict[str, Shape]:
+        return {name: self.graph.nodes[node]["shape"] for name, node in self.graph.graph["outputs"]}
+
+    def _total(self, key: str) -> int:
+        return sum(d[key] for _, d in self.graph.nodes(data=True))
+
+    @property
+    def params(self) -> int:
+        """Learned parameters (BN running statistics are buffers, not counted)."""
+        return self._total("params")
+
+    @property
+    def buffers(self) -> int:
+        return self._total("buffers")
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of convolutions and linear layers, batch 1."""
+        return self._total("macs")
+
+    @property
+    def other_ops(self) -> int:
+        """Element operations of every other op (pooling, BN, activations, additions), batch 1."""
+        return self._total("other_ops")
+
+    @property
+    def activations(self) -> int:
+        """Elements of every layer's output in one forward pass at batch 1."""
+        return self._total("activations")
+
+    def layers(self) -> list[Layer]:
+        """Per-node figures in graph order (a topological order: inputs come first)."""
+        g = self.graph
+        out = []
+        for n, d in g.nodes(data=True):
+            if d["op"] == "input":
+                continue
+            preds = tuple(u for u, _, _ in sorted(g.in_edges(n, data="index"), key=lambda e: e[2]))
+            out.append(Layer(n, d["op"], d["attrs"], d["shape"], preds, *(d[k] for k in FIGURES), d["rf"], d["jump"]))
+        return out
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers():
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def figures(self) -> dict:
+        """The key figures as plain data (what `graphdsl check --format json` prints)."""
+        return {
+            "network": self.name,
+            "input": list(self.input_shape),
+            "outputs": {name: list(shape) for name, shape in self.output_shapes.items()},
+            "params": self.params,
+            "buffers": self.buffers,
+            "macs": self.macs,
+            "other_ops": self.other_ops,
+            "activations": self.activations,
+            "layers": len(self.graph) - 1,
+        }
+
+    def __repr__(self) -> str:
+        outs = ", ".join(f"{k}: {'x'.join(map(str, v))}" for k, v in self.output_shapes.items())
+        return (f"<Network {self.name}: input {'x'.join(map(str, self.input_shape))}, outputs {outs}, "
+                f"{self.params:,} params, {self.macs:,} MACs>")
+
+
+def _is_path(spec) -> bool:
+    if isinstance(spec, os.PathLike):
+        return True
+    return "\n" not in spec and "{" not in spec and (spec.endswith(".cnn") or os.path.exists(spec))
+
+
+def load(spec: str | os.PathLike, network: str | None = None, **overrides) -> Network:
+    """Parse, elaborate and check a spec: a path to a .cnn file, or its text.
+
+    `network` picks one of several networks in the file; keyword arguments override the
+    network's parameters. Raises SpecError carrying every diagnostic of the run.
+    """
+    if _is_path(spec):
+        file = str(Path(spec))
+        text, problem = read_source(file)
+        if problem is not None:
+            raise SpecError([problem], {})
+    else:
+        file, text = "<string>", str(spec)
+    program = load_program(text, file)
+    if program.diagnostics:
+        raise SpecError(program.diagnostics, program.sources)
+    net, problem = choose_network(program, network, file)
+    if problem is not None:
+        raise SpecError([problem], program.sources)
+    elaborator = Elaborator(program)
+    graph = elaborator.network(net, overrides)
+    if elaborator.diagnostics:
+        raise SpecError(elaborator.diagnostics, program.sources)
+    run_passes(graph)
+    return Network(graph, program.sources)
+
+
+def check(spec, network: str | None = None, **overrides) -> list[Diagnostic]:
+    """The diagnostics of a spec, empty when it is valid."""
+    try:
+        load(spec, network, **overrides)
+    except SpecError as e:
+        return e.diagnostics
+    return []

@@ -1,0 +1,456 @@
+"""AST -> IR. Blocks, parameters, conditions and repetition unfold into a networkx.DiGraph of
+primitive ops; shapes are inferred on the way, because conditions may ask for `in.channels`.
+
+Naming follows nn.Sequential: a labelled item takes its label, an unlabelled one its position in
+the enclosing scope. `residual`, `concat { }`, `if` and `for` are transparent: what they hold is
+named in the scope around them, as torchvision's blocks name `conv1`, `bn1`, `downsample`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import networkx as nx
+
+from . import ast
+from .diagnostics import Diagnostic, Failure, Span, did_you_mean, error
+from .evaluate import Poisoned, evaluate
+from .ops import REGISTRY, ArgError, Op, OpError, fmt_shape
+from .ops.linear import rank_error
+from .program import Program
+from .values import show, type_name
+
+MAX_NODES = 1_000_000
+MAX_REPEAT = 100_000
+INPUT = "input"
+
+
+@dataclass
+class Scope:
+    """A module path and the names given in it. Forked branches share it."""
+
+    path: tuple[str, ...]
+    position: int = 0
+    labels: dict[str, Span] = field(default_factory=dict)
+
+    def next_position(self) -> str:
+        self.position += 1
+        return str(self.position - 1)
+
+    def claim(self, label: str, span: Span) -> None:
+        first = self.labels.get(label)
+        if first is not None:
+            where = ".".join(self.path) or "the network"
+            raise Failure(Diagnostic(f"`{label}` is already used in {where}", span,
+                                     notes=(f"first used at {first}",),
+                                     help="give each layer of a scope its own name"))
+        self.labels[label] = span
+        self.position += 1
+
+
+@dataclass(frozen=True)
+class CallSite:
+    block: str
+    span: Span
+
+
+@dataclass
+class Ctx:
+    """Where elaboration stands: the scope, values, named tensors and the current tensor."""
+
+    scope: Scope
+    values: dict
+    tensors: dict[str, str]
+    stack: tuple[CallSite, ...]
+    current: str | None  # node id; None once an error has made it unknown
+    root: bool = False  # the network's own body (where `input` and `output` belong)
+
+    def fork(self, current: str | None) -> Ctx:
+        return replace(self, current=current, root=False)
+
+    def child(self, path: tuple[str, ...]) -> Ctx:
+        return replace(self, scope=Scope(path), root=False)
+
+
+class Elaborator:
+    def __init__(self, program: Program):
+        self.program = program
+        self.graph = nx.DiGraph()
+        self.diagnostics: list[Diagnostic] = []
+        self.outputs: list[tuple[str, str]] | None = None
+        self.input_seen = False
+
+    # ---- entry --------------------------------------------------------------------------
+
+    def network(self, net: ast.Definition, overrides: dict) -> nx.DiGraph:
+        g = self.graph
+        g.graph.update(name=net.name, doc=net.doc, file=net.span.file, scopes={}, span=net.span)
+        values = self._bind_network_params(net, overrides)
+        ctx = Ctx(Scope(()), values, {}, (), None, root=True)
+        if values is not None:
+            g.graph["params"] = dict(values)
+            self.body(net.body, ctx)
+            if not self.input_seen and not self.diagnostics:
+                self.diagnostics.append(Diagnostic(f"network `{net.name}` has no `input`", net.name_span,
+                                                   help="start the network with its input shape, e.g. `input 3x224x224`"))
+        outputs = self.outputs if self.outputs is not None else [("output", ctx.current)]
+        g.graph["outputs"] = [(name, node) for name, node in outputs if node is not None]
+        return g
+
+    def _bind_network_params(self, net: ast.Definition, overrides: dict) -> dict | None:
+        known = {p.name for p in net.params}
+        ok = True
+        for name in overrides:
+            if name not in known:
+                ok = False
+                self.diagnostics.append(Diagnostic(
+                    f"network `{net.name}` has no parameter `{name}`", net.name_span,
+                    help=did_you_mean(name, known, "parameters") or "this network takes no parameters"))
+        values: dict = {}
+        for p in net.params:
+            if p.name in overrides:
+                values[p.name] = overrides[p.name]
+            elif p.default is not None:
+                try:
+                    values[p.name] = evaluate(p.default, values, lambda: None)
+                except Failure as f:
+                    ok = False
+                    self.diagnostics.append(f.diagnostic)
+            else:
+                ok = False
+                self.diagnostics.append(Diagnostic(f"network parameter `{p.name}` needs a value", p.span,
+                                                   help=f"give it a default, or pass `-D {p.name}=...`"))
+        return values if ok else None
+
+    # ---- statements -----------------------------------------------------------------------
+
+    def body(self, stmts, ctx: Ctx) -> None:
+        for stmt in stmts:
+            try:
+                self.stmt(stmt, ctx)
+            except Failure as f:
+                self._report(f.diagnostic, ctx)
+                ctx.current = None
+            except Poisoned:
+                ctx.current = None
+
+    def _report(self, diag: Diagnostic, ctx: Ctx) -> None:
+        notes = tuple(f"in block `{site.block}` used at {site.span}" for site in reversed(ctx.stack))
+        self.diagnostics.append(replace(diag, notes=diag.notes + notes))
+
+    def stmt(self, stmt, ctx: Ctx) -> None:
+        match stmt:
+            case ast.Doc():
+                pass
+            case ast.Input():
+                self.input(stmt, ctx)
+            case ast.Output(names=names, span=span):
+                if not ctx.root:
+                    raise error("`output` belongs in the network's own body", span,
+                                help="blocks return their last tensor; name branches and list them in the network")
+                if self.outputs is not None:
+                    raise error("`output` given twice", span)
+                self.outputs = [(name, self.tensor(name, s, ctx)) for name, s in names]
+            case ast.From(name=name, span=span):
+                ctx.current = self.tensor(name, span, ctx)
+            case ast.Let(name=name, value=value):
+                ctx.values[name] = self.eval(value, ctx)
+            case ast.If(condition=cond, then=then, orelse=orelse):
+                self.body(then if self.condition(cond, ctx) else orelse, ctx)
+            case ast.For(var=var, iterable=iterable, body=body):
+                for value in self.sequence(iterable, ctx):
+                    ctx.values[var] = value
+                    self.body(body, ctx)
+            case ast.Labeled(label=label, item=item, label_span=lspan):
+                ctx.scope.claim(label, lspan)
+                ctx.current = self.item(item, ctx, label)
+                ctx.tensors[label] = ctx.current
+            case ast.Bind(name=name, item=item, name_span=nspan):
+                ctx.scope.claim(name, nspan)
+                ctx.tensors[name] = self.item(item, ctx.fork(ctx.current), name)
+            case _:
+                ctx.current = self.item(stmt, ctx, None)
+
+    def input(self, stmt: ast.Input, ctx: Ctx) -> None:
+        if not ctx.root:
+            raise error("`input` belongs at the top of a network", stmt.span,
+                        help="a block takes the shape flowing into it; read it with `in.channels`")
+        if self.input_seen:
+            raise error("`input` given twice", stmt.span)
+        if self.graph.number_of_nodes():
+            raise error("`input` must come before the first layer", stmt.span)
+        dims = []
+        for d in stmt.dims:
+            v = self.eval(d, ctx)
+            if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+                raise error(f"input sizes must be positive integers, got {show(v)}", d.span)
+            dims.append(v)
+        if len(dims) not in (1, 3):
+            raise error(f"the input is CxHxW (or a flat size), got {len(dims)} sizes", stmt.span,
+                        help="the batch is implicit: write `input 3x224x224`")
+        self.input_seen = True
+        self.graph.add_node(INPUT, op="input", attrs={}, scope=(), span=stmt.span, shape=tuple(dims))
+        self.graph.graph["input_shape"] = tuple(dims)
+        ctx.current = INPUT
+
+    # ---- items: each returns the node id of its output tensor ------------------------------------
+
+    def item(self, item, ctx: Ctx, label: str | None) -> str | None:
+        if ctx.current is None and ctx.root and not self.input_seen:
+            raise error("a layer before `input`", item.span,
+                        help="start the network with its input shape, e.g. `input 3x224x224`")
+        match item:
+            case ast.Call():
+                path = (*ctx.scope.path, label or ctx.scope.next_position())
+                if item.name in self.program.blocks:
+                    return self.block(self.program.blocks[item.name], item, ctx, path)
+                return self.op(item, ctx, path)
+            case ast.Group(body=body):
+                path = (*ctx.scope.path, label or ctx.scope.next_position())
+                sub = ctx.child(path)
+                self.graph.graph["scopes"][path] = {"kind": "group"}
+                self.body(body, sub)
+                return sub.current
+            case ast.Repeat(item=inner, count=count):
+                n = self.eval(count, ctx)
+                if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_REPEAT):
+                    raise error(f"a repeat count must be an integer from 1 to {MAX_REPEAT:,}, got {show(n)}",
+                                count.span)
+                target = ctx
+                if label is not None:
+                    target = ctx.child((*ctx.scope.path, label))
+                    self.graph.graph["scopes"][target.scope.path] = {"kind": "repeat", "count": n}
+                for _ in range(n):
+                    target.current = self.item(inner, target, None)
+                return target.current
+            case ast.Branches():
+                return self.branches(item, ctx, label)
+            case ast.Residual():
+                return self.residual(item, ctx, label)
+        raise AssertionError(f"unknown item {item!r}")
+
+    def block(self, block: ast.Definition, call: ast.Call, ctx: Ctx, path: tuple[str, ...]) -> str | None:
+        if any(site.block == block.name for site in ctx.stack):
+            raise error(f"block `{block.name}` calls itself", call.name_span,
+                        help="blocks cannot recurse; repeat with `*` or loop with `for`")
+        values = self.block_args(block, call, ctx)
+        self.graph.graph["scopes"][path] = {"kind": "block", "block": block.name, "doc": block.doc,
+                                            "args": dict(values), "span": call.span}
+        sub = Ctx(Scope(path), values, {}, (*ctx.stack, CallSite(block.name, call.span)), ctx.current)
+        self.body(block.body, sub)
+        return sub.current
+
+    def block_args(self, block: ast.Definition, call: ast.Call, ctx: Ctx) -> dict:
+        params = {p.name: p for p in block.params}
+        given: dict = {}
+        positional = [a for a in call.args if a.name is None]
+        if len(positional) > len(block.params):
+            raise error(f"block `{block.name}` takes {len(block.params)} arguments, got {len(positional)}",
+                        positional[len(block.params)].span, help=_signature(block))
+        for p, a in zip(block.params, positional):
+            given[p.name] = self.eval(a.value, ctx)
+        for a in call.args:
+            if a.name is None:
+                continue
+            if a.name not in params:
+                raise error(f"block `{block.name}` has no parameter `{a.name}`", a.span,
+                            help=did_you_mean(a.name, params, "parameters") or _signature(block))
+            if a.name in given:
+                raise error(f"parameter `{a.name}` given twice", a.span)
+            given[a.name] = self.eval(a.value, ctx)
+        values: dict = {}
+        for p in block.params:
+            if p.name in given:
+                values[p.name] = given[p.name]
+            elif p.default is not None:
+                values[p.name] = self.eval(p.default, replace(ctx, values=values))
+            else:
+                raise error(f"block `{block.name}` needs parameter `{p.name}`", call.span, help=_signature(block))
+        return values
+
+    def op(self, call: ast.Call, ctx: Ctx, path: tuple[str, ...]) -> str | None:
+        op = REGISTRY.get(call.name)
+        if op is None:
+            raise error(f"unknown operator or block `{call.name}`", call.name_span,
+                        help=did_you_mean(call.name, [*REGISTRY, *self.program.blocks], "operators"))
+        if op.merges:
+            tensor_args = [a for a in call.args if a.name is None]
+            if not tensor_args:
+                raise error(f"`{op.name}` needs the tensors to merge", call.span,
+                            help=f"name them, `{op.name}(a, b)`, or give branches: `{op.name} {{ ... }}`")
+            inputs = []
+            for a in tensor_args:
+                if not isinstance(a.value, ast.Var):
+                    raise error(f"`{op.name}` takes names of tensors", a.span,
+                                help="name a layer with `name: op(...)` or a branch with `name = op(...)`")
+                inputs.append(self.tensor(a.value.name, a.span, ctx))
+            attrs, spans = self.op_args(op, call, ctx, [a for a in call.args if a.name is not None])
+        else:
+            attrs, spans = self.op_args(op, call, ctx, call.args)
+            inputs = [ctx.current]
+        return self.add_node(op, attrs, inputs, path, call, spans)
+
+    def op_args(self, op: Op, call: ast.Call, ctx: Ctx, args) -> tuple[dict, dict]:
+        """The op's arguments, checked and normalised, with the span of each one given."""
+        specs = {a.name: a for a in op.args}
+        raw: dict = {}
+        spans: dict = {}
+        positional = [a for a in args if a.name is None]
+        if len(positional) > len(op.args):
+            raise error(f"`{op.name}` takes at most {len(op.args)} positional arguments, got {len(positional)}",
+                        positional[len(op.args)].span, help=op.doc)
+        for spec, a in zip(op.args, positional):
+            raw[spec.name], spans[spec.name] = a.value, a.span
+        for a in args:
+            if a.name is None:
+                continue
+            if a.name not in specs:
+                raise error(f"`{op.name}` has no argument `{a.name}`", a.span,
+                            help=did_you_mean(a.name, specs, "arguments") or f"`{op.name}` takes no arguments")
+            if a.name in raw:
+                raise error(f"argument `{a.name}` given twice", a.span)
+            raw[a.name], spans[a.name] = a.value, a.span
+        attrs: dict = {}
+        for spec in op.args:
+            if spec.name not in raw:
+                if spec.required:
+                    raise error(f"`{op.name}` needs argument `{spec.name}`" + (f" ({spec.doc})" if spec.doc else ""),
+                                call.span, help=op.doc)
+                attrs[spec.name] = spec.kind(spec.default)
+                continue
+            value = self.eval(raw[spec.name], ctx)
+            try:
+                attrs[spec.name] = spec.kind(value)
+            except ArgError as e:
+                hint = "use `//` for integer division" if isinstance(value, float) and "integer" in str(e) else None
+                raise error(f"`{op.name}` argument `{spec.name}` must be {e}, got the {type_name(value)} {show(value)}",
+                            spans[spec.name], help=hint) from None
+        return attrs, spans
+
+    def add_node(self, op: Op, attrs: dict, inputs: list, path: tuple[str, ...], where, spans=None) -> str | None:
+        """One primitive op in the graph; its shape rule runs now."""
+        spans = spans or {}
+        if any(i is None for i in inputs):
+            return None
+        node = ".".join(path)
+        if node in self.graph:
+            raise error(f"`{node}` is already defined", where.span)
+        if self.graph.number_of_nodes() >= MAX_NODES:
+            raise error(f"the network grows past {MAX_NODES:,} layers", where.span)
+        shapes = [self.graph.nodes[i]["shape"] for i in inputs]
+        for s in shapes:
+            if len(s) not in op.ranks:
+                e = rank_error(op, s)
+                raise error(e.message, where.span, help=e.help)
+        try:
+            shape = op.output_shape(attrs, shapes)
+        except OpError as e:
+            raise error(e.message, spans.get(e.arg, where.span), help=e.help) from None
+        if any(d <= 0 for d in shape):
+            raise error(f"`{op.name}` would output the empty shape {fmt_shape(shape)} from {fmt_shape(shapes[0])}",
+                        where.span, help="the input is too small here; downsample less before this layer")
+        self.graph.add_node(node, op=op.name, attrs=attrs, scope=path, span=where.span, shape=shape)
+        for index, i in enumerate(inputs):
+            self.graph.add_edge(i, node, index=index)
+        return node
+
+    # ---- parallel structure --------------------------------------------------------------------
+
+    def branches(self, item: ast.Branches, ctx: Ctx, label: str | None) -> str | None:
+        op = REGISTRY.get(item.op)
+        if op is None or not op.merges:
+            merging = sorted(name for name, o in REGISTRY.items() if o.merges)
+            raise error(f"`{item.op}` does not merge branches", item.name_span,
+                        help="branches are merged by " + " or ".join(f"`{m} {{ ... }}`" for m in merging))
+        target = ctx if label is None else ctx.child((*ctx.scope.path, label))
+        start = ctx.current
+        outs = self.branch_outputs(item.body, target, start)
+        if not outs:
+            raise error(f"`{item.op} {{ }}` has no branches", item.span)
+        path = (*target.scope.path, target.scope.next_position())
+        return self.add_node(op, {}, outs, path, item)
+
+    def branch_outputs(self, stmts, ctx: Ctx, start: str | None) -> list:
+        """Each statement is a branch from `start`; `if`, `for` and `let` shape the list of branches."""
+        outs: list = []
+        for stmt in stmts:
+            try:
+                match stmt:
+                    case ast.Doc():
+                        pass
+                    case ast.Let(name=name, value=value):
+                        ctx.values[name] = self.eval(value, ctx)
+                    case ast.If(condition=cond, then=then, orelse=orelse):
+                        outs += self.branch_outputs(then if self.condition(cond, ctx) else orelse, ctx, start)
+                    case ast.For(var=var, iterable=iterable, body=body):
+                        for value in self.sequence(iterable, ctx):
+                            ctx.values[var] = value
+                            outs += self.branch_outputs(body, ctx, start)
+                    case ast.Labeled() | ast.Call() | ast.Group() | ast.Repeat() | ast.Branches() | ast.Residual():
+                        branch = ctx.fork(start)
+                        self.stmt(stmt, branch)
+                        outs.append(branch.current)
+                    case _:
+                        raise error("only layers, groups, `let`, `if` and `for` can stand in a branch list", stmt.span,
+                                    help="wrap a branch of several layers in `[ ... ]`")
+            except Failure as f:
+                self._report(f.diagnostic, ctx)
+                outs.append(None)
+            except Poisoned:
+                outs.append(None)
+        return outs
+
+    def residual(self, item: ast.Residual, ctx: Ctx, label: str | None) -> str | None:
+        target = ctx if label is None else ctx.child((*ctx.scope.path, label))
+        start = ctx.current
+        main = target.fork(start)
+        self.body(item.body, main)
+        shortcut = start
+        if item.shortcut is not None and (item.condition is None or self.condition(item.condition, target.fork(start))):
+            side = target.fork(start)
+            self.body(item.shortcut, side)
+            shortcut = side.current
+        path = (*target.scope.path, target.scope.next_position())
+        if main.current is None or shortcut is None:
+            return None
+        a, b = (self.graph.nodes[n]["shape"] for n in (main.current, shortcut))
+        if a != b:
+            span = item.shortcut_span or item.span
+            fix = ("add a projection: `shortcut if stride != 1 or in.channels != C { conv(C, 1, stride=stride) bn }`"
+                   if item.shortcut is None or main.current != start else "make both paths end in the same shape")
+            raise error(f"`residual` adds equal shapes only: the body gives {fmt_shape(a)}, "
+                        f"the shortcut {fmt_shape(b)}", span, help=fix)
+        return self.add_node(REGISTRY["add"], {}, [main.current, shortcut], path, item)
+
+    # ---- values ------------------------------------------------------------------------------------
+
+    def eval(self, expr, ctx: Ctx):
+        def in_shape():
+            return None if ctx.current is None else self.graph.nodes[ctx.current]["shape"]
+
+        return evaluate(expr, ctx.values, in_shape)
+
+    def condition(self, expr, ctx: Ctx) -> bool:
+        v = self.eval(expr, ctx)
+        if not isinstance(v, bool):
+            raise error(f"a condition must be true or false, got the {type_name(v)} {show(v)}", expr.span,
+                        help="compare explicitly, e.g. `stride != 1`")
+        return v
+
+    def sequence(self, expr, ctx: Ctx) -> tuple:
+        v = self.eval(expr, ctx)
+        if not isinstance(v, tuple):
+            raise error(f"`for` needs a list, got the {type_name(v)} {show(v)}", expr.span,
+                        help="e.g. `for c in [64, 128]` or `for i in range(3)`")
+        return v
+
+    def tensor(self, name: str, span: Span, ctx: Ctx) -> str | None:
+        if name in ctx.tensors:
+            return ctx.tensors[name]
+        raise error(f"unknown tensor `{name}`", span,
+                    help=did_you_mean(name, ctx.tensors, "tensors") or "name a layer with `name: op(...)` first")
+
+
+def _signature(block: ast.Definition) -> str:
+    params = ", ".join(p.name for p in block.params)
+    return f"`{block.name}({params})`" + (f": {block.doc.splitlines()[0]}" if block.doc else "")

@@ -1,0 +1,142 @@
+"""Expressions: a closed arithmetic over ints, floats, booleans, strings and lists. Nothing else runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from . import ast
+from .diagnostics import did_you_mean, error
+from .values import show, type_name
+
+MAX_SEQUENCE = 100_000
+
+
+class Poisoned(Exception):
+    """The value depends on a shape that an earlier error left unknown: skip silently."""
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _range(span, *args):
+    if not 1 <= len(args) <= 3 or not all(_is_int(a) for a in args):
+        raise error("`range` takes one to three integers", span, help="e.g. `range(4)` or `range(1, 4)`")
+    r = range(*args)
+    if len(r) > MAX_SEQUENCE:
+        raise error(f"`range` of {len(r):,} values is too long (at most {MAX_SEQUENCE:,})", span)
+    return tuple(r)
+
+
+def _minmax(fn):
+    def call(span, *args):
+        items = args[0] if len(args) == 1 and isinstance(args[0], tuple) else args
+        if not items or not all(_is_num(a) for a in items):
+            raise error(f"`{fn.__name__}` takes numbers", span)
+        return fn(items)
+
+    return call
+
+
+def _len(span, *args):
+    if len(args) != 1 or not isinstance(args[0], (tuple, str)):
+        raise error("`len` takes one list", span)
+    return len(args[0])
+
+
+BUILTINS: dict[str, Callable] = {"range": _range, "min": _minmax(min), "max": _minmax(max), "len": _len}
+
+
+def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None]):
+    """The value of `expr`; `values` holds parameters and lets, `in_shape()` the incoming shape."""
+    match expr:
+        case ast.Const(value=v):
+            return v
+        case ast.Var(name=name, span=span):
+            if name in values:
+                return values[name]
+            raise error(f"unknown name `{name}`", span, help=did_you_mean(name, values, "names"))
+        case ast.InAttr(attr=attr, span=span):
+            return _in_attr(attr, span, in_shape())
+        case ast.Seq(items=items):
+            return tuple(evaluate(i, values, in_shape) for i in items)
+        case ast.Neg(operand=operand, span=span):
+            v = evaluate(operand, values, in_shape)
+            if not _is_num(v):
+                raise error(f"cannot negate a {type_name(v)} ({show(v)})", span)
+            return -v
+        case ast.Not(operand=operand, span=span):
+            return not _bool(evaluate(operand, values, in_shape), operand.span, "`not`")
+        case ast.Func(name=name, args=args, span=span):
+            if name not in BUILTINS:
+                raise error(f"unknown function `{name}`", span,
+                            help=did_you_mean(name, BUILTINS, "functions"))
+            return BUILTINS[name](span, *(evaluate(a, values, in_shape) for a in args))
+        case ast.BinOp(op="and" | "or" as op, left=left, right=right):
+            lv = _bool(evaluate(left, values, in_shape), left.span, f"`{op}`")
+            if lv == (op == "or"):
+                return lv
+            return _bool(evaluate(right, values, in_shape), right.span, f"`{op}`")
+        case ast.BinOp(op=op, left=left, right=right, span=span):
+            return _binary(op, evaluate(left, values, in_shape), evaluate(right, values, in_shape), span)
+    raise AssertionError(f"unknown expression {expr!r}")
+
+
+def _in_attr(attr: str, span, shape):
+    if shape is None:
+        raise Poisoned()
+    if attr == "rank":
+        return len(shape)
+    if attr in ("channels", "features"):
+        return shape[0]
+    if attr in ("height", "width"):
+        if len(shape) != 3:
+            raise error(f"`in.{attr}` of a flat input", span, help="`in.features` is the size of a flat input")
+        return shape[1] if attr == "height" else shape[2]
+    if attr == "shape":
+        return shape
+    raise error(f"unknown shape attribute `in.{attr}`", span,
+                help=did_you_mean(attr, ("channels", "height", "width", "features", "rank", "shape"), "attributes"))
+
+
+def _bool(v, span, where: str) -> bool:
+    if isinstance(v, bool):
+        return v
+    raise error(f"{where} needs a boolean, got the {type_name(v)} {show(v)}", span,
+                help="compare explicitly, e.g. `stride != 1`")
+
+
+def _binary(op: str, a, b, span):
+    if op in ("==", "!="):
+        return (a == b) == (op == "==")
+    if op in ("<", "<=", ">", ">="):
+        if not ((_is_num(a) and _is_num(b)) or (isinstance(a, str) and isinstance(b, str))):
+            raise error(f"cannot compare the {type_name(a)} {show(a)} with the {type_name(b)} {show(b)}", span)
+        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    if op == "+" and isinstance(a, tuple) and isinstance(b, tuple):
+        return a + b
+    if op == "+" and isinstance(a, str) and isinstance(b, str):
+        return a + b
+    if not (_is_num(a) and _is_num(b)):
+        raise error(f"`{op}` needs numbers, got the {type_name(a)} {show(a)} and the {type_name(b)} {show(b)}", span)
+    if op in ("/", "//", "%") and b == 0:
+        raise error("division by zero", span)
+    match op:
+        case "+":
+            return a + b
+        case "-":
+            return a - b
+        case "*":
+            return a * b
+        case "/":
+            # exact integer division stays an integer; a remainder gives a number that integer arguments reject
+            return a // b if _is_int(a) and _is_int(b) and a % b == 0 else a / b
+        case "//" | "%":
+            if not (_is_int(a) and _is_int(b)):
+                raise error(f"`{op}` needs integers, got {show(a)} and {show(b)}", span)
+            return a // b if op == "//" else a % b
+    raise AssertionError(op)

@@ -1,0 +1,205 @@
+"""What an operator is: its arguments, shape rule, costs and receptive-field window.
+
+Every operator is one subclass of `Op`, defined once, in the family module that holds it.
+Shapes are tuples without the batch: `(C, H, W)` for images, `(F,)` for flat features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..values import Symbol, show
+
+Shape = tuple[int, ...]
+REQUIRED = object()
+
+
+class ArgError(ValueError):
+    """A value of the wrong kind; the message says what was expected."""
+
+
+class OpError(Exception):
+    """A shape rule failed. `arg` names the argument to point at, if there is one."""
+
+    def __init__(self, message: str, help: str | None = None, arg: str | None = None):
+        super().__init__(message)
+        self.message, self.help, self.arg = message, help, arg
+
+
+@dataclass(frozen=True)
+class Arg:
+    name: str
+    kind: Callable[[object], object]  # validates and normalises a value, raises ArgError
+    default: object = REQUIRED
+    doc: str = ""
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Window:
+    """How an op moves over H and W: effective kernel and stride per axis (receptive field)."""
+
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+
+
+# ---- argument kinds --------------------------------------------------------------
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def positive_int(v):
+    if _is_int(v) and v > 0:
+        return v
+    raise ArgError("a positive integer")
+
+
+def nonneg_int(v):
+    if _is_int(v) and v >= 0:
+        return v
+    raise ArgError("a non-negative integer")
+
+
+def number(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+        return float(v)
+    raise ArgError("a number")
+
+
+def positive_number(v):
+    if number(v) > 0:
+        return float(v)
+    raise ArgError("a positive number")
+
+
+def probability(v):
+    if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1:
+        return float(v)
+    raise ArgError("a probability between 0 and 1")
+
+
+def boolean(v):
+    if isinstance(v, bool):
+        return v
+    raise ArgError("`true` or `false`")
+
+
+def _pair(v, ok, what):
+    if ok(v):
+        return (v, v)
+    if isinstance(v, tuple) and len(v) == 2 and all(ok(x) for x in v):
+        return v
+    raise ArgError(f"{what} or a pair of them")
+
+
+def pair(v):
+    return _pair(v, lambda x: _is_int(x) and x > 0, "a positive integer")
+
+
+def nonneg_pair(v):
+    return _pair(v, lambda x: _is_int(x) and x >= 0, "a non-negative integer")
+
+
+def padding(v):
+    if v == Symbol("same"):
+        return v
+    try:
+        return nonneg_pair(v)
+    except ArgError:
+        raise ArgError("a non-negative integer, a pair of them, or `same`") from None
+
+
+def window(v):
+    if v == Symbol("global"):
+        return v
+    try:
+        return pair(v)
+    except ArgError:
+        raise ArgError("a positive integer, a pair of them, or `global`") from None
+
+
+def optional(kind):
+    def check(v):
+        return None if v is None else kind(v)
+
+    check.__name__ = kind.__name__
+    return check
+
+
+# ---- the operator ------------------------------------------------------------------
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+class Op:
+    """One operator. Subclasses set the class attributes and override what applies."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # conv, pool, norm, activation, linear, merge, reshape, regularize
+    args: ClassVar[tuple[Arg, ...]] = ()
+    ranks: ClassVar[tuple[int, ...]] = (1, 3)  # input ranks accepted: 3 = CxHxW, 1 = flat
+    merges: ClassVar[bool] = False  # takes several inputs: tensor names or branches
+    doc: ClassVar[str] = ""
+
+    def output_shape(self, a: dict, ins: list[Shape]) -> Shape:
+        return ins[0]
+
+    def param_count(self, a: dict, ins: list[Shape], out: Shape) -> int:
+        return 0
+
+    def buffer_count(self, a: dict, ins: list[Shape], out: Shape) -> int:
+        return 0
+
+    def macs(self, a: dict, ins: list[Shape], out: Shape) -> int:
+        """Multiply-accumulates of convolutions and linear layers (the reference convention)."""
+        return 0
+
+    def other_ops(self, a: dict, ins: list[Shape], out: Shape) -> int:
+        """Work outside conv and linear, roughly one per element operation."""
+        return 0
+
+    def window(self, a: dict, ins: list[Shape]) -> Window | None:
+        """Kernel and stride over H and W, or None where the op is pointwise."""
+        return None
+
+    def label(self, a: dict) -> str:
+        """A short description of the op and its key arguments, for messages and diagrams."""
+        shown = [f"{k}={show(v)}" for k, v in a.items() if v != self.default(k)]
+        return f"{self.name}({', '.join(shown)})" if shown else self.name
+
+    def default(self, name: str):
+        for arg in self.args:
+            if arg.name == name:
+                return arg.default
+        return None
+
+
+# ---- shape arithmetic shared by conv and pooling ----------------------------------------
+
+
+def sliding_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1, ceil: bool = False) -> int:
+    """PyTorch's output size for a sliding window (Conv2d, MaxPool2d, AvgPool2d)."""
+    span = size + 2 * pad - dilation * (kernel - 1) - 1
+    out = (-(-span // stride) if ceil else span // stride) + 1
+    if ceil and (out - 1) * stride >= size + pad:  # the last window must start inside the input
+        out -= 1
+    return out
+
+
+def same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
+    """Total padding per axis that keeps the size at stride 1."""
+    return tuple(d * (k - 1) for k, d in zip(kernel, dilation))

@@ -1,0 +1,71 @@
+"""Convolution."""
+
+from __future__ import annotations
+
+from ..values import Symbol
+from .base import Arg, Op, OpError, Window, boolean, fmt_shape, padding, pair, positive_int, sliding_out
+
+
+class Conv(Op):
+    name = "conv"
+    family = "conv"
+    ranks = (3,)
+    doc = "2-D convolution, as torch.nn.Conv2d: `conv(out, kernel, stride=1, pad=0, dilation=1, groups=1, bias=true)`"
+    args = (
+        Arg("out", positive_int, doc="output channels"),
+        Arg("kernel", pair, doc="kernel size, `k` or `(kh, kw)`"),
+        Arg("stride", pair, 1),
+        Arg("pad", padding, 0, doc="zero padding per side, or `same` (stride 1 only)"),
+        Arg("dilation", pair, 1),
+        Arg("groups", positive_int, 1),
+        Arg("bias", boolean, True),
+    )
+
+    def output_shape(self, a, ins):
+        c, h, w = ins[0]
+        g = a["groups"]
+        if c % g:
+            raise OpError(f"`groups={g}` must divide the {c} input channels", arg="groups",
+                          help=f"choose groups among the divisors of {c}")
+        if a["out"] % g:
+            raise OpError(f"`groups={g}` must divide the {a['out']} output channels", arg="groups")
+        if a["pad"] == Symbol("same"):
+            if a["stride"] != (1, 1):
+                raise OpError("`pad=same` needs stride 1, as in PyTorch", arg="pad",
+                              help="give the padding as a number, e.g. `pad=1` for a 3x3 kernel")
+            return (a["out"], h, w)
+        dims = []
+        for size, k, s, p, d, axis in zip((h, w), a["kernel"], a["stride"], a["pad"], a["dilation"], ("height", "width")):
+            reach = d * (k - 1) + 1
+            if reach > size + 2 * p:
+                raise OpError(f"kernel {reach} is larger than the padded input {axis} {size + 2 * p} "
+                              f"(input is {fmt_shape(ins[0])})", arg="kernel",
+                              help="use a smaller kernel, more padding, or less downsampling before this layer")
+            dims.append(sliding_out(size, k, s, p, d))
+        return (a["out"], *dims)
+
+    def param_count(self, a, ins, out):
+        kh, kw = a["kernel"]
+        return a["out"] * (ins[0][0] // a["groups"]) * kh * kw + (a["out"] if a["bias"] else 0)
+
+    def macs(self, a, ins, out):
+        kh, kw = a["kernel"]
+        return out[0] * out[1] * out[2] * (ins[0][0] // a["groups"]) * kh * kw
+
+    def other_ops(self, a, ins, out):
+        return out[0] * out[1] * out[2] if a["bias"] else 0
+
+    def window(self, a, ins):
+        reach = tuple(d * (k - 1) + 1 for k, d in zip(a["kernel"], a["dilation"]))
+        return Window(reach, a["stride"])
+
+    def label(self, a):
+        kh, kw = a["kernel"]
+        parts = [f"{kh}x{kw}" if kh != kw else f"{kh}x{kh}", str(a["out"])]
+        if a["stride"] != (1, 1):
+            parts.append("/" + (str(a["stride"][0]) if a["stride"][0] == a["stride"][1] else "x".join(map(str, a["stride"]))))
+        if a["groups"] != 1:
+            parts.append(f"g{a['groups']}")
+        if a["dilation"] != (1, 1):
+            parts.append(f"d{a['dilation'][0]}")
+        return "conv " + ", ".join(parts)

@@ -1,0 +1,37 @@
+"""Merging several tensors: channel concatenation and elementwise addition."""
+
+from __future__ import annotations
+
+from .base import Op, OpError, fmt_shape, numel
+
+
+class Concat(Op):
+    name = "concat"
+    family = "merge"
+    merges = True
+    doc = "concatenates along the channels, as torch.cat(xs, 1): `concat(a, b)` or `concat { branch ... }`"
+
+    def output_shape(self, a, ins):
+        first = ins[0]
+        for other in ins[1:]:
+            if len(other) != len(first) or other[1:] != first[1:]:
+                raise OpError("`concat` needs inputs that differ only in channels, got "
+                              + ", ".join(fmt_shape(s) for s in ins),
+                              help="make the branches downsample alike (same stride and padding)")
+        return (sum(s[0] for s in ins), *first[1:])
+
+
+class Add(Op):
+    name = "add"
+    family = "merge"
+    merges = True
+    doc = "elementwise sum of equal shapes: `add(a, b)`, `add { branch ... }` or the `residual` form"
+
+    def output_shape(self, a, ins):
+        if any(s != ins[0] for s in ins[1:]):
+            raise OpError("`add` needs equal shapes, got " + ", ".join(fmt_shape(s) for s in ins),
+                          help="add a projection to the shortcut, e.g. `shortcut { conv(C, 1, stride=s) bn }`")
+        return ins[0]
+
+    def other_ops(self, a, ins, out):
+        return numel(out) * (len(ins) - 1)

@@ -1,0 +1,100 @@
+"""Max and average pooling: windowed, global and adaptive."""
+
+from __future__ import annotations
+
+from ..values import Symbol
+from .base import Arg, Op, OpError, Window, boolean, fmt_shape, nonneg_pair, optional, pair, sliding_out, window
+
+GLOBAL = Symbol("global")
+
+
+def _adaptive_window(size: int, out: int) -> tuple[int, int]:
+    """Largest window and its stride for PyTorch's adaptive pooling bins."""
+    kernel = max(-(-((i + 1) * size) // out) - (i * size) // out for i in range(out))
+    return kernel, max(1, size // out)
+
+
+class _Pool(Op):
+    family = "pool"
+    ranks = (3,)
+    mode: str
+
+    @property
+    def args(self):
+        extra = (Arg("dilation", pair, 1),) if self.mode == "max" else (Arg("count_include_pad", boolean, True),)
+        return (
+            Arg("kernel", optional(window), None, doc="window `k`, `(kh, kw)`, or `global`"),
+            Arg("stride", optional(pair), None, doc="defaults to the kernel"),
+            Arg("pad", nonneg_pair, 0),
+            Arg("ceil", boolean, False, doc="round the output size up, as Caffe does"),
+            *extra,
+            Arg("adaptive", optional(pair), None, doc="output size of adaptive pooling, e.g. `adaptive=7`"),
+        )
+
+    @property
+    def doc(self):
+        return (f"{self.mode} pooling, as torch.nn.{self.mode.title()}Pool2d: `{self.name}(kernel, stride=kernel, pad=0, "
+                f"ceil=false)`; `{self.name}(global)` or `{self.name}(adaptive=7)` for the adaptive forms")
+
+    def output_shape(self, a, ins):
+        c, h, w = ins[0]
+        if a["adaptive"] is not None:
+            if a["kernel"] is not None:
+                raise OpError("give either a kernel or `adaptive=`, not both", arg="adaptive")
+            return (c, *a["adaptive"])
+        if a["kernel"] is None:
+            raise OpError(f"`{self.name}` needs a kernel", help=f"write e.g. `{self.name}(2)`, `{self.name}(global)` "
+                          f"or `{self.name}(adaptive=7)`")
+        if a["kernel"] == GLOBAL:
+            return (c, 1, 1)
+        stride = a["stride"] or a["kernel"]
+        dilation = a.get("dilation", (1, 1))
+        dims = []
+        for size, k, s, p, d, axis in zip((h, w), a["kernel"], stride, a["pad"], dilation, ("height", "width")):
+            if p > k // 2:
+                raise OpError(f"padding {p} is more than half the kernel {k}", arg="pad",
+                              help="PyTorch allows pooling padding of at most kernel // 2")
+            reach = d * (k - 1) + 1
+            if reach > size + 2 * p:
+                raise OpError(f"kernel {reach} is larger than the padded input {axis} {size + 2 * p} "
+                              f"(input is {fmt_shape(ins[0])})", arg="kernel",
+                              help="use a smaller window, or `global` to pool everything")
+            dims.append(sliding_out(size, k, s, p, d, a["ceil"]))
+        return (c, *dims)
+
+    def other_ops(self, a, ins, out):
+        if a["kernel"] is None or a["kernel"] == GLOBAL:
+            return ins[0][0] * ins[0][1] * ins[0][2]
+        return out[0] * out[1] * out[2] * a["kernel"][0] * a["kernel"][1]
+
+    def window(self, a, ins):
+        _, h, w = ins[0]
+        if a["adaptive"] is not None:
+            (kh, sh), (kw, sw) = _adaptive_window(h, a["adaptive"][0]), _adaptive_window(w, a["adaptive"][1])
+            return Window((kh, kw), (sh, sw))
+        if a["kernel"] is None or a["kernel"] == GLOBAL:
+            return Window((h, w), (h, w))
+        dilation = a.get("dilation", (1, 1))
+        return Window(tuple(d * (k - 1) + 1 for k, d in zip(a["kernel"], dilation)), a["stride"] or a["kernel"])
+
+    def label(self, a):
+        if a["adaptive"] is not None:
+            return f"{self.name} adaptive {'x'.join(map(str, a['adaptive']))}"
+        if a["kernel"] == GLOBAL or a["kernel"] is None:
+            return f"{self.name} global"
+        k, s = a["kernel"], a["stride"] or a["kernel"]
+        text = f"{self.name} {k[0]}x{k[1]}" + (f", /{s[0]}" if s[0] == s[1] and s[0] != 1 else "")
+        return text + (", ceil" if a["ceil"] else "")
+
+
+class MaxPool(_Pool):
+    name = "maxpool"
+    mode = "max"
+
+
+class AvgPool(_Pool):
+    name = "avgpool"
+    mode = "avg"
+
+
+

@@ -1,0 +1,93 @@
+"""Static passes over the IR. Each writes its figures into the nodes and starts from `lint`.
+
+>>> import graphdsl
+>>> net = graphdsl.load("network n { input 3x32x32  conv(8, 3)  conv(8, 3) }")
+>>> [net.graph.nodes[n]["rf"] for n in net.graph]
+[(1, 1), (3, 3), (5, 5)]
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from .ops import REGISTRY, numel
+
+NODE_KEYS = ("op", "attrs", "scope", "span", "shape")
+
+
+class IRError(AssertionError):
+    """The IR broke an invariant: a bug in graphdsl, never in the spec."""
+
+
+def lint(g: nx.DiGraph) -> None:
+    """Check the IR's invariants; raise IRError listing what is wrong."""
+    problems = []
+    inputs = [n for n, d in g.nodes(data=True) if d.get("op") == "input"]
+    if len(inputs) != 1:
+        problems.append(f"expected one input node, found {len(inputs)}")
+    if not nx.is_directed_acyclic_graph(g):
+        problems.append("the graph has a cycle")
+    for n, d in g.nodes(data=True):
+        missing = [k for k in NODE_KEYS if k not in d]
+        if missing:
+            problems.append(f"{n}: missing {missing}")
+            continue
+        if d["op"] != "input" and d["op"] not in REGISTRY:
+            problems.append(f"{n}: unknown op {d['op']}")
+        if not d["shape"] or any(not isinstance(x, int) or x <= 0 for x in d["shape"]):
+            problems.append(f"{n}: bad shape {d['shape']}")
+        if d["op"] != "input" and ".".join(d["scope"]) != n:
+            problems.append(f"{n}: scope {d['scope']} does not match the node id")
+        order = sorted(e["index"] for _, _, e in g.in_edges(n, data=True))
+        if order != list(range(len(order))):
+            problems.append(f"{n}: input indices {order}")
+        if d["op"] != "input" and not order:
+            problems.append(f"{n}: no inputs")
+    for name, node in g.graph.get("outputs", []):
+        if node not in g:
+            problems.append(f"output {name}: no node {node}")
+    if problems:
+        raise IRError("; ".join(problems))
+
+
+def inputs_of(g: nx.DiGraph, node: str) -> list[str]:
+    """The inputs of `node` in argument order (concat order matters)."""
+    return [u for u, _, _ in sorted(g.in_edges(node, data="index"), key=lambda e: e[2])]
+
+
+def costs(g: nx.DiGraph) -> None:
+    """Parameters, buffers, conv+linear MACs, other work, and activation size of each node."""
+    for n, d in g.nodes(data=True):
+        if d["op"] == "input":
+            d.update(params=0, buffers=0, macs=0, other_ops=0, activations=0)
+            continue
+        op = REGISTRY[d["op"]]
+        ins = [g.nodes[i]["shape"] for i in inputs_of(g, n)]
+        a, out = d["attrs"], d["shape"]
+        d.update(params=op.param_count(a, ins, out), buffers=op.buffer_count(a, ins, out),
+                 macs=op.macs(a, ins, out), other_ops=op.other_ops(a, ins, out), activations=numel(out))
+
+
+def receptive_field(g: nx.DiGraph) -> None:
+    """Receptive field and cumulative stride (per H and W) of each node; the largest through branches."""
+    for n, d in g.nodes(data=True):
+        if d["op"] == "input":
+            d.update(rf=(1, 1), jump=(1, 1))
+            continue
+        preds = inputs_of(g, n)
+        rf = tuple(max(g.nodes[p]["rf"][i] for p in preds) for i in range(2))
+        jump = tuple(max(g.nodes[p]["jump"][i] for p in preds) for i in range(2))
+        win = REGISTRY[d["op"]].window(d["attrs"], [g.nodes[p]["shape"] for p in preds])
+        if win is not None:
+            rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, win.kernel, jump))
+            jump = tuple(j * s for j, s in zip(jump, win.stride))
+        d.update(rf=rf, jump=jump)
+
+
+PASSES = (costs, receptive_field)
+
+
+def run_passes(g: nx.DiGraph) -> None:
+    lint(g)
+    for p in PASSES:
+        p(g)

@@ -1,0 +1,329 @@
+"""Text -> AST: the Lark grammar in grammar.lark, a Transformer, and curated syntax errors."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ast
+from .diagnostics import Diagnostic, Span
+from .values import Symbol
+
+MAX_SYNTAX_ERRORS = 10
+
+# How tokens are named in "expected ..." messages.
+TOKEN_NAMES = {
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "STRING": "a string",
+    "SHAPE": "a shape like `3x224x224`", "COMPARE": "a comparison", "ADD_OP": "`+` or `-`",
+    "MUL_OP": "`*`, `/`, `//` or `%`", "LPAR": "`(`", "RPAR": "`)`", "LBRACE": "`{`",
+    "RBRACE": "`}`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`",
+    "EQUAL": "`=`", "DOT": "`.`", "STAR": "`*`", "MINUS": "`-`", "_SEP": "`,`", "$END": "end of file",
+}
+
+
+@functools.cache
+def _parser() -> Lark:
+    grammar = resources.files("graphdsl").joinpath("grammar.lark").read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+
+
+def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Diagnostic]]:
+    """Parse one .cnn source. Returns the module, or None and the syntax errors."""
+    errors: list[Diagnostic] = []
+
+    def on_error(e: UnexpectedInput) -> bool:
+        diag = _syntax_error(e, text, file)
+        if not errors or diag.span.line > errors[-1].span.line:  # one per line: skip the cascade
+            errors.append(diag)
+        return len(errors) < MAX_SYNTAX_ERRORS
+
+    try:
+        tree = _parser().parse(text, on_error=on_error)
+    except UnexpectedInput as e:
+        if not errors or errors[-1].span.line < e.line:
+            errors.append(_syntax_error(e, text, file))
+        return None, errors
+    except RecursionError:
+        return None, [Diagnostic("the spec is nested too deeply", Span(file, 1, 1, 1, 1))]
+    if errors:
+        return None, errors
+    try:
+        return _ToAst(file).transform(tree), []
+    except VisitError as e:
+        if isinstance(e.orig_exc, RecursionError):
+            return None, [Diagnostic("the spec is nested too deeply", Span(file, 1, 1, 1, 1))]
+        raise
+
+
+def _token_span(file: str, line: int, col: int, length: int = 1) -> Span:
+    return Span(file, line, col, line, col + max(1, length))
+
+
+def _syntax_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
+        span = _token_span(file, e.line, e.column)
+        if ch == "'":
+            return Diagnostic("strings use double quotes", span, help='write "text" instead of \'text\'')
+        return Diagnostic(f"unexpected character `{ch}`", span,
+                          help="names are letters, digits and `_`; comments start with `#`")
+    if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        expected = _expected(e.expected if isinstance(e, UnexpectedEOF) else e.accepts or e.expected)
+        return Diagnostic(f"unexpected end of file, expected {expected}", _token_span(file, line, col),
+                          help="a `{`, `(` or `[` is probably not closed")
+    assert isinstance(e, UnexpectedToken)
+    tok = e.token
+    span = _token_span(file, tok.line, tok.column, len(tok))
+    expected_set = e.accepts or e.expected
+    msg = f"unexpected {_describe(tok)}, expected {_expected(expected_set)}"
+    return Diagnostic(msg, span, help=_syntax_help(tok, expected_set, e))
+
+
+def _describe(tok: Token) -> str:
+    if tok.type in ("NAME", "INT", "FLOAT", "SHAPE"):
+        return f"`{tok.value}`"
+    if tok.type == "STRING":
+        return "string"
+    return f"`{tok.value}`"
+
+
+def _expected(names) -> str:
+    pretty = sorted({TOKEN_NAMES.get(n, f"`{n.lower()}`") for n in names if n not in ("COMMENT", "WS")})
+    if not pretty:
+        return "something else"
+    if len(pretty) > 6:
+        return "a statement or expression"
+    return pretty[0] if len(pretty) == 1 else ", ".join(pretty[:-1]) + " or " + pretty[-1]
+
+
+def _syntax_help(tok: Token, expected, e: UnexpectedToken) -> str | None:
+    prev = getattr(e, "_prev_token", None)
+    if tok.type == "INT" and "STAR" in expected:
+        return "repeat an item with `*`, e.g. `bottleneck(64) * 3`"
+    if tok.type == "INT" and "SHAPE" in expected:
+        return "write the input shape as `3x224x224` or `(channels, height, width)`"
+    if tok.type == "EQUAL" and "COLON" in expected:
+        return "name a layer with `name: op(...)`"
+    if tok.type == "COLON":
+        return "name a layer with `name: op(...)`; a name cannot be an expression"
+    if "RPAR" in expected:
+        return "arguments are separated by `,` and the list ends with `)`"
+    if "RBRACE" in expected or "RSQB" in expected:
+        return "statements are operators like `conv(64, 3)`, blocks, `let`, `if`, `for` and groups"
+    del prev
+    return None
+
+
+def _span(file: str, meta) -> Span:
+    return Span(file, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tok_span(file: str, tok: Token) -> Span:
+    return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+def _unquote(tok: Token) -> str:
+    s = str(tok)
+    if s.startswith('"""'):
+        return s[3:-3]
+    return bytes(s[1:-1], "utf-8").decode("unicode_escape") if "\\" in s else s[1:-1]
+
+
+@v_args(meta=True)
+class _ToAst(Transformer):
+    """One method per grammar alias; each returns an AST node with its span."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def _s(self, meta) -> Span:
+        return _span(self.file, meta)
+
+    # definitions
+    def start(self, meta, children):
+        doc = None
+        if children and isinstance(children[0], ast.Doc):
+            doc = children.pop(0).text
+        imports = tuple(c for c in children if isinstance(c, ast.Import))
+        defs = tuple(c for c in children if isinstance(c, ast.Definition))
+        return ast.Module(self.file, doc, imports, defs)
+
+    def import_stmt(self, meta, children):
+        return ast.Import(_unquote(children[0]), self._s(meta))
+
+    def _definition(self, kind, meta, children):
+        name, params, body = children
+        doc = body[0].text if body and isinstance(body[0], ast.Doc) else None
+        return ast.Definition(kind, str(name), params or (), body, doc, self._s(meta), _tok_span(self.file, name))
+
+    def network(self, meta, children):
+        return self._definition("network", meta, children)
+
+    def block(self, meta, children):
+        return self._definition("block", meta, children)
+
+    def params(self, meta, children):
+        return tuple(c for c in children if c is not None)
+
+    def param(self, meta, children):
+        name, default = children
+        return ast.Param(str(name), default, self._s(meta))
+
+    def body(self, meta, children):
+        return tuple(children)
+
+    # statements
+    def labeled(self, meta, children):
+        label, item = children
+        return ast.Labeled(str(label), item, self._s(meta), _tok_span(self.file, label))
+
+    def bind(self, meta, children):
+        name, item = children
+        return ast.Bind(str(name), item, self._s(meta), _tok_span(self.file, name))
+
+    def let(self, meta, children):
+        return ast.Let(str(children[0]), children[1], self._s(meta))
+
+    def if_stmt(self, meta, children):
+        cond, then, orelse = children
+        if isinstance(orelse, ast.If):
+            orelse = (orelse,)
+        return ast.If(cond, then, orelse or (), self._s(meta))
+
+    def for_stmt(self, meta, children):
+        var, iterable, body = children
+        return ast.For(str(var), iterable, body, self._s(meta))
+
+    def input_stmt(self, meta, children):
+        return ast.Input(children[0], self._s(meta))
+
+    def shape_literal(self, meta, children):
+        tok = children[0]
+        span = _tok_span(self.file, tok)
+        return tuple(ast.Const(int(d), span) for d in str(tok).split("x"))
+
+    def shape_exprs(self, meta, children):
+        return tuple(children)
+
+    def output_stmt(self, meta, children):
+        return ast.Output(tuple((str(t), _tok_span(self.file, t)) for t in children), self._s(meta))
+
+    def from_stmt(self, meta, children):
+        return ast.From(str(children[0]), self._s(meta))
+
+    def doc(self, meta, children):
+        return ast.Doc(_unquote(children[0]).strip(), self._s(meta))
+
+    # items
+    def repeat(self, meta, children):
+        return ast.Repeat(children[0], children[1], self._s(meta))
+
+    def bare_call(self, meta, children):
+        span = self._s(meta)
+        return ast.Call(str(children[0]), (), span, span)
+
+    def call(self, meta, children):
+        name, args = children
+        return ast.Call(str(name), args, self._s(meta), _tok_span(self.file, name))
+
+    def args(self, meta, children):
+        return tuple(c if isinstance(c, ast.Arg) else ast.Arg(None, c, c.span) for c in children if c is not None)
+
+    def kwarg(self, meta, children):
+        return ast.Arg(str(children[0]), children[1], self._s(meta))
+
+    def branches(self, meta, children):
+        name, body = children
+        return ast.Branches(str(name), body, self._s(meta), _tok_span(self.file, name))
+
+    def group(self, meta, children):
+        return ast.Group(children[0], self._s(meta))
+
+    def residual(self, meta, children):
+        body, shortcut = children
+        if shortcut is None:
+            return ast.Residual(body, None, None, self._s(meta), None)
+        cond, sbody, sspan = shortcut
+        return ast.Residual(body, sbody, cond, self._s(meta), sspan)
+
+    def shortcut(self, meta, children):
+        cond, body = children
+        return cond, body, self._s(meta)
+
+    # expressions
+    def _chain(self, meta, children, op=None):
+        result = children[0]
+        i = 1
+        while i < len(children):
+            if op is None:
+                sym, right = str(children[i]), children[i + 1]
+                i += 2
+            else:
+                sym, right = op, children[i]
+                i += 1
+            span = Span(self.file, result.span.line, result.span.col, right.span.end_line, right.span.end_col)
+            result = ast.BinOp(sym, result, right, span)
+        return result
+
+    def or_expr(self, meta, children):
+        return self._chain(meta, children, "or")
+
+    def and_expr(self, meta, children):
+        return self._chain(meta, children, "and")
+
+    def comparison(self, meta, children):
+        return self._chain(meta, children)
+
+    def sum(self, meta, children):
+        return self._chain(meta, children)
+
+    def product(self, meta, children):
+        return self._chain(meta, children)
+
+    def not_(self, meta, children):
+        return ast.Not(children[0], self._s(meta))
+
+    def neg(self, meta, children):
+        return ast.Neg(children[0], self._s(meta))
+
+    def int_(self, meta, children):
+        return ast.Const(int(children[0]), self._s(meta))
+
+    def float_(self, meta, children):
+        return ast.Const(float(children[0]), self._s(meta))
+
+    def string(self, meta, children):
+        return ast.Const(_unquote(children[0]), self._s(meta))
+
+    def true(self, meta, children):
+        return ast.Const(True, self._s(meta))
+
+    def false(self, meta, children):
+        return ast.Const(False, self._s(meta))
+
+    def same(self, meta, children):
+        return ast.Const(Symbol("same"), self._s(meta))
+
+    def global_(self, meta, children):
+        return ast.Const(Symbol("global"), self._s(meta))
+
+    def var(self, meta, children):
+        return ast.Var(str(children[0]), self._s(meta))
+
+    def in_attr(self, meta, children):
+        return ast.InAttr(str(children[0]), self._s(meta))
+
+    def func(self, meta, children):
+        return ast.Func(str(children[0]), tuple(c for c in children[1:] if c is not None), self._s(meta))
+
+    def tuple_(self, meta, children):
+        return ast.Seq(tuple(c for c in children if c is not None), self._s(meta))
+
+    def list_(self, meta, children):
+        return ast.Seq(tuple(c for c in children if c is not None), self._s(meta))

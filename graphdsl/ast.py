@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from .diagnostics import Span
 
@@ -65,7 +64,7 @@ class Func:
     span: Span
 
 
-Expr = Union[Const, Var, InAttr, BinOp, Not, Neg, Seq, Func]
+Expr = Const | Var | InAttr | BinOp | Not | Neg | Seq | Func
 
 # ---- items: things that turn a tensor into a tensor ------------------------------
 
@@ -123,7 +122,7 @@ class Repeat:
     span: Span
 
 
-Item = Union[Call, Branches, Group, Residual, Repeat]
+Item = Call | Branches | Group | Residual | Repeat
 
 # ---- statements ------------------------------------------------------------------
 
@@ -195,7 +194,7 @@ class Doc:
     span: Span
 
 
-Stmt = Union[Item, Labeled, Bind, Let, If, For, Input, Output, From, Doc]
+Stmt = Item | Labeled | Bind | Let | If | For | Input | Output | From | Doc
 
 # ---- definitions -------------------------------------------------------------------
 

@@ -46,7 +46,8 @@ def human(n: float) -> str:
     return str(n)
 
 
-network_option = click.option("--network", "-n", default=None, help="Which network of the file (default: the only one).")
+network_option = click.option("--network", "-n", default=None,
+                              help="Which network of the file (default: the only one).")
 define_option = click.option("-D", "defines", multiple=True, callback=_defines, metavar="NAME=VALUE",
                              help="Override a network parameter, e.g. -D num_classes=10.")
 

@@ -91,8 +91,9 @@ class Elaborator:
             g.graph["params"] = dict(values)
             self.body(net.body, ctx)
             if not self.input_seen and not self.diagnostics:
-                self.diagnostics.append(Diagnostic(f"network `{net.name}` has no `input`", net.name_span,
-                                                   help="start the network with its input shape, e.g. `input 3x224x224`"))
+                self.diagnostics.append(Diagnostic(
+                    f"network `{net.name}` has no `input`", net.name_span,
+                    help="start the network with its input shape, e.g. `input 3x224x224`"))
         outputs = self.outputs if self.outputs is not None else [("output", ctx.current)]
         g.graph["outputs"] = [(name, node) for name, node in outputs if node is not None]
         return g

@@ -17,7 +17,8 @@ def register(op: Op | type[Op]) -> Op:
 
 for _module in (conv, pool, norm, activation, linear, shape, merge):
     for _obj in list(vars(_module).values()):
-        if isinstance(_obj, type) and issubclass(_obj, Op) and "name" in vars(_obj) and _obj.__module__ == _module.__name__:
+        defined_here = isinstance(_obj, type) and _obj.__module__ == _module.__name__
+        if defined_here and issubclass(_obj, Op) and "name" in vars(_obj):
             register(_obj)
 
 __all__ = ["REGISTRY", "register", "Arg", "ArgError", "Op", "OpError", "Shape", "Window", "fmt_shape", "numel"]

@@ -35,7 +35,8 @@ class Conv(Op):
                               help="give the padding as a number, e.g. `pad=1` for a 3x3 kernel")
             return (a["out"], h, w)
         dims = []
-        for size, k, s, p, d, axis in zip((h, w), a["kernel"], a["stride"], a["pad"], a["dilation"], ("height", "width")):
+        axes = zip((h, w), a["kernel"], a["stride"], a["pad"], a["dilation"], ("height", "width"))
+        for size, k, s, p, d, axis in axes:
             reach = d * (k - 1) + 1
             if reach > size + 2 * p:
                 raise OpError(f"kernel {reach} is larger than the padded input {axis} {size + 2 * p} "
@@ -63,7 +64,8 @@ class Conv(Op):
         kh, kw = a["kernel"]
         parts = [f"{kh}x{kw}" if kh != kw else f"{kh}x{kh}", str(a["out"])]
         if a["stride"] != (1, 1):
-            parts.append("/" + (str(a["stride"][0]) if a["stride"][0] == a["stride"][1] else "x".join(map(str, a["stride"]))))
+            sh, sw = a["stride"]
+            parts.append(f"/{sh}" if sh == sw else f"/{sh}x{sw}")
         if a["groups"] != 1:
             parts.append(f"g{a['groups']}")
         if a["dilation"] != (1, 1):

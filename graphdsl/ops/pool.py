@@ -33,8 +33,9 @@ class _Pool(Op):
 
     @property
     def doc(self):
-        return (f"{self.mode} pooling, as torch.nn.{self.mode.title()}Pool2d: `{self.name}(kernel, stride=kernel, pad=0, "
-                f"ceil=false)`; `{self.name}(global)` or `{self.name}(adaptive=7)` for the adaptive forms")
+        return (f"{self.mode} pooling, as torch.nn.{self.mode.title()}Pool2d: "
+                f"`{self.name}(kernel, stride=kernel, pad=0, ceil=false)`; "
+                f"`{self.name}(global)` or `{self.name}(adaptive=7)` for the adaptive forms")
 
     def output_shape(self, a, ins):
         c, h, w = ins[0]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +13,7 @@ import networkx as nx
 from .diagnostics import Diagnostic, SpecError
 from .elaborate import Elaborator
 from .ops import Shape
-from .passes import run_passes
+from .passes import costs, receptive_field, run_passes
 from .program import choose_network, load_program, read_source
 
 FIGURES = ("params", "buffers", "macs", "other_ops", "activations")
@@ -121,6 +123,34 @@ class Network:
             "layers": len(self.graph) - 1,
         }
 
+    def summary(self, depth: int | None = None):
+        """The static summary (graphdsl.backends.summary.Summary): rows per layer, or per block at `depth`;
+        `str()` gives the table, `.format("json"|"csv"|"markdown")` the others."""
+        from .backends.summary import Summary
+
+        return Summary(self.graph, depth)
+
+    def render(self, path: str | os.PathLike | None = None, format: str | None = None, depth: int | None = None,
+               expand: bool = False):
+        """The diagram as a graphviz.Digraph; with `path`, also written there (the format from `format` or
+        the extension: svg, png, pdf or dot). `depth` folds every scope below it into one box; runs of
+        identical blocks are folded unless `expand`."""
+        from .backends import dot
+
+        graph = dot.diagram(self.graph, depth=depth, expand=expand)
+        if path is not None:
+            dot.write(graph, path, format)
+        return graph
+
+    def _repr_svg_(self) -> str | None:
+        """Jupyter shows a Network as its diagram (nothing where the `dot` program is missing)."""
+        from .backends import dot
+
+        try:
+            return dot.diagram(self.graph).pipe(format="svg").decode("utf-8")
+        except dot.ExecutableNotFound:
+            return None
+
     def __repr__(self) -> str:
         outs = ", ".join(f"{k}: {'x'.join(map(str, v))}" for k, v in self.output_shapes.items())
         return (f"<Network {self.name}: input {'x'.join(map(str, self.input_shape))}, outputs {outs}, "
@@ -133,12 +163,43 @@ def _is_path(spec) -> bool:
     return "\n" not in spec and "{" not in spec and (spec.endswith(".cnn") or os.path.exists(spec))
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic GC while a load allocates its many small objects: otherwise each
+    collection rescans the growing tree and load time grows faster than the spec."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load(spec: str | os.PathLike, network: str | None = None, **overrides) -> Network:
     """Parse, elaborate and check a spec: a path to a .cnn file, or its text.
 
     `network` picks one of several networks in the file; keyword arguments override the
     network's parameters. Raises SpecError carrying every diagnostic of the run.
     """
+    with _gc_paused():
+        return _load(spec, network, overrides)
+
+
+@contextlib.contextmanager
+def _gc_paused():
+    """Pause the cyclic GC while a load allocates its many small objects: otherwise each
+    collection rescans the growing tree and load time grows faster than the spec."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load(spec, network: str | None, overrides: dict) -> Network:
     if _is_path(spec):
         file = str(Path(spec))
         text, problem = read_source(file)
@@ -158,6 +219,38 @@ def load(spec: str | os.PathLike, network: str | None = None, **overrides) -> Ne
         raise SpecError(elaborator.diagnostics, program.sources)
     run_passes(graph)
     return Network(graph, program.sources)
+
+
+def load_partial(spec: str | os.PathLike, network: str | None = None,
+                 **overrides) -> tuple[Network, list[Diagnostic]]:
+    """Like `load`, but errors found while elaborating give what elaborated before them.
+
+    Returns (network, diagnostics), diagnostics empty for a valid spec. Otherwise the network holds
+    the nodes that elaborated (the elaborator's partial graph), with their costs and receptive fields
+    but unlinted, for reports that show them before the diagnostics (`graphdsl summary`). Raises
+    SpecError, as `load` does, where nothing could elaborate: unreadable file, syntax or import
+    errors, unknown network. A valid spec runs once; an invalid one is elaborated a second time.
+    """
+    try:
+        return load(spec, network, **overrides), []
+    except SpecError as e:
+        failure = e
+    if _is_path(spec):
+        file = str(Path(spec))
+        text, problem = read_source(file)
+    else:
+        file, text, problem = "<string>", str(spec), None
+    if problem is not None:
+        raise failure
+    program = load_program(text, file)
+    net, problem = choose_network(program, network, file)
+    if program.diagnostics or problem is not None:
+        raise failure
+    elaborator = Elaborator(program)
+    graph = elaborator.network(net, overrides)
+    costs(graph)
+    receptive_field(graph)
+    return Network(graph, program.sources), failure.diagnostics
 
 
 def check(spec, network: str | None = None, **overrides) -> list[Diagnostic]:

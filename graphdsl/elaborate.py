@@ -14,7 +14,7 @@ import networkx as nx
 
 from . import ast
 from .diagnostics import Diagnostic, Failure, Span, did_you_mean, error
-from .evaluate import Poisoned, evaluate
+from .evaluate import POISON, Poisoned, evaluate
 from .ops import REGISTRY, ArgError, Op, OpError, fmt_shape
 from .ops.linear import rank_error
 from .program import Program
@@ -78,7 +78,8 @@ class Elaborator:
         self.graph = nx.DiGraph()
         self.diagnostics: list[Diagnostic] = []
         self.outputs: list[tuple[str, str]] | None = None
-        self.input_seen = False
+        self.input_seen: Span | None = None  # where the network's `input` is, once reached
+        self.before_input_reported = False
 
     # ---- entry --------------------------------------------------------------------------
 
@@ -89,11 +90,12 @@ class Elaborator:
         ctx = Ctx(Scope(()), values, {}, (), None, root=True)
         if values is not None:
             g.graph["params"] = dict(values)
-            self.body(net.body, ctx)
-            if not self.input_seen and not self.diagnostics:
+            if not _has_input(net.body):
+                self.before_input_reported = True  # each layer would repeat the error
                 self.diagnostics.append(Diagnostic(
                     f"network `{net.name}` has no `input`", net.name_span,
                     help="start the network with its input shape, e.g. `input 3x224x224`"))
+            self.body(net.body, ctx)
         outputs = self.outputs if self.outputs is not None else [("output", ctx.current)]
         g.graph["outputs"] = [(name, node) for name, node in outputs if node is not None]
         return g
@@ -155,7 +157,7 @@ class Elaborator:
             case ast.From(name=name, span=span):
                 ctx.current = self.tensor(name, span, ctx)
             case ast.Let(name=name, value=value):
-                ctx.values[name] = self.eval(value, ctx)
+                self.let(name, value, ctx)
             case ast.If(condition=cond, then=then, orelse=orelse):
                 self.body(then if self.condition(cond, ctx) else orelse, ctx)
             case ast.For(var=var, iterable=iterable, body=body):
@@ -164,10 +166,12 @@ class Elaborator:
                     self.body(body, ctx)
             case ast.Labeled(label=label, item=item, label_span=lspan):
                 ctx.scope.claim(label, lspan)
+                ctx.tensors[label] = None  # unknown, not undefined, if the item fails: no cascade
                 ctx.current = self.item(item, ctx, label)
                 ctx.tensors[label] = ctx.current
             case ast.Bind(name=name, item=item, name_span=nspan):
                 ctx.scope.claim(name, nspan)
+                ctx.tensors[name] = None
                 ctx.tensors[name] = self.item(item, ctx.fork(ctx.current), name)
             case _:
                 ctx.current = self.item(stmt, ctx, None)
@@ -177,9 +181,11 @@ class Elaborator:
             raise error("`input` belongs at the top of a network", stmt.span,
                         help="a block takes the shape flowing into it; read it with `in.channels`")
         if self.input_seen:
-            raise error("`input` given twice", stmt.span)
-        if self.graph.number_of_nodes():
-            raise error("`input` must come before the first layer", stmt.span)
+            raise Failure(Diagnostic("`input` given twice", stmt.span, notes=(f"first given at {self.input_seen}",),
+                                     help="a network has one input; remove this one"))
+        if self.before_input_reported:
+            raise Poisoned()  # the layers before it are reported already
+        self.input_seen = stmt.span
         dims = []
         for d in stmt.dims:
             v = self.eval(d, ctx)
@@ -189,7 +195,6 @@ class Elaborator:
         if len(dims) not in (1, 3):
             raise error(f"the input is CxHxW (or a flat size), got {len(dims)} sizes", stmt.span,
                         help="the batch is implicit: write `input 3x224x224`")
-        self.input_seen = True
         self.graph.add_node(INPUT, op="input", attrs={}, scope=(), span=stmt.span, shape=tuple(dims))
         self.graph.graph["input_shape"] = tuple(dims)
         ctx.current = INPUT
@@ -197,7 +202,10 @@ class Elaborator:
     # ---- items: each returns the node id of its output tensor ------------------------------------
 
     def item(self, item, ctx: Ctx, label: str | None) -> str | None:
-        if ctx.current is None and ctx.root and not self.input_seen:
+        if not self.input_seen:
+            if self.before_input_reported:
+                raise Poisoned()
+            self.before_input_reported = True
             raise error("a layer before `input`", item.span,
                         help="start the network with its input shape, e.g. `input 3x224x224`")
         match item:
@@ -254,10 +262,10 @@ class Elaborator:
             if a.name is None:
                 continue
             if a.name not in params:
-                raise error(f"block `{block.name}` has no parameter `{a.name}`", a.span,
+                raise error(f"block `{block.name}` has no parameter `{a.name}`", _name_span(a),
                             help=did_you_mean(a.name, params, "parameters") or _signature(block))
             if a.name in given:
-                raise error(f"parameter `{a.name}` given twice", a.span)
+                raise error(f"parameter `{a.name}` given twice", _name_span(a))
             given[a.name] = self.eval(a.value, ctx)
         values: dict = {}
         for p in block.params:
@@ -306,10 +314,10 @@ class Elaborator:
             if a.name is None:
                 continue
             if a.name not in specs:
-                raise error(f"`{op.name}` has no argument `{a.name}`", a.span,
+                raise error(f"`{op.name}` has no argument `{a.name}`", _name_span(a),
                             help=did_you_mean(a.name, specs, "arguments") or f"`{op.name}` takes no arguments")
             if a.name in raw:
-                raise error(f"argument `{a.name}` given twice", a.span)
+                raise error(f"argument `{a.name}` given twice", _name_span(a))
             raw[a.name], spans[a.name] = a.value, a.span
         attrs: dict = {}
         for spec in op.args:
@@ -323,9 +331,11 @@ class Elaborator:
             try:
                 attrs[spec.name] = spec.kind(value)
             except ArgError as e:
-                hint = "use `//` for integer division" if isinstance(value, float) and "integer" in str(e) else None
+                computed = isinstance(value, float) and not isinstance(raw[spec.name], ast.Const)
+                hint = "`/` with a remainder gives a number: use `//` for integer division" if (
+                    computed and "integer" in str(e)) else None
                 raise error(f"`{op.name}` argument `{spec.name}` must be {e}, got the {type_name(value)} {show(value)}",
-                            spans[spec.name], help=hint) from None
+                            raw[spec.name].span, help=hint) from None
         return attrs, spans
 
     def add_node(self, op: Op, attrs: dict, inputs: list, path: tuple[str, ...], where, spans=None) -> str | None:
@@ -339,17 +349,19 @@ class Elaborator:
         if self.graph.number_of_nodes() >= MAX_NODES:
             raise error(f"the network grows past {MAX_NODES:,} layers", where.span)
         shapes = [self.graph.nodes[i]["shape"] for i in inputs]
+        head = _head_span(where)
         for s in shapes:
             if len(s) not in op.ranks:
                 e = rank_error(op, s)
-                raise error(e.message, where.span, help=e.help)
+                raise error(f"layer `{node}`: {e.message}", head, help=e.help)
         try:
             shape = op.output_shape(attrs, shapes)
         except OpError as e:
-            raise error(e.message, spans.get(e.arg, where.span), help=e.help) from None
+            raise error(f"layer `{node}`: {e.message}", spans.get(e.arg, head), help=e.help) from None
         if any(d <= 0 for d in shape):
-            raise error(f"`{op.name}` would output the empty shape {fmt_shape(shape)} from {fmt_shape(shapes[0])}",
-                        where.span, help="the input is too small here; downsample less before this layer")
+            raise error(f"layer `{node}`: `{op.name}` would output the empty shape {fmt_shape(shape)} "
+                        f"from {fmt_shape(shapes[0])}", head,
+                        help="the input is too small here; downsample less before this layer")
         self.graph.add_node(node, op=op.name, attrs=attrs, scope=path, span=where.span, shape=shape)
         for index, i in enumerate(inputs):
             self.graph.add_edge(i, node, index=index)
@@ -380,7 +392,7 @@ class Elaborator:
                     case ast.Doc():
                         pass
                     case ast.Let(name=name, value=value):
-                        ctx.values[name] = self.eval(value, ctx)
+                        self.let(name, value, ctx)
                     case ast.If(condition=cond, then=then, orelse=orelse):
                         outs += self.branch_outputs(then if self.condition(cond, ctx) else orelse, ctx, start)
                     case ast.For(var=var, iterable=iterable, body=body):
@@ -416,10 +428,10 @@ class Elaborator:
             return None
         a, b = (self.graph.nodes[n]["shape"] for n in (main.current, shortcut))
         if a != b:
-            span = item.shortcut_span or item.span
+            span = _keyword_span(item.shortcut_span or item.span, "shortcut" if item.shortcut_span else "residual")
             fix = ("add a projection: `shortcut if stride != 1 or in.channels != C { conv(C, 1, stride=stride) bn }`"
                    if item.shortcut is None or main.current != start else "make both paths end in the same shape")
-            raise error(f"`residual` adds equal shapes only: the body gives {fmt_shape(a)}, "
+            raise error(f"layer `{'.'.join(path)}`: `residual` adds equal shapes only: the body gives {fmt_shape(a)}, "
                         f"the shortcut {fmt_shape(b)}", span, help=fix)
         return self.add_node(REGISTRY["add"], {}, [main.current, shortcut], path, item)
 
@@ -430,6 +442,13 @@ class Elaborator:
             return None if ctx.current is None else self.graph.nodes[ctx.current]["shape"]
 
         return evaluate(expr, ctx.values, in_shape)
+
+    def let(self, name: str, value, ctx: Ctx) -> None:
+        try:
+            ctx.values[name] = self.eval(value, ctx)
+        except (Failure, Poisoned):
+            ctx.values[name] = POISON  # later uses stay silent: the error is reported once
+            raise
 
     def condition(self, expr, ctx: Ctx) -> bool:
         v = self.eval(expr, ctx)
@@ -455,3 +474,29 @@ class Elaborator:
 def _signature(block: ast.Definition) -> str:
     params = ", ".join(p.name for p in block.params)
     return f"`{block.name}({params})`" + (f": {block.doc.splitlines()[0]}" if block.doc else "")
+
+
+def _has_input(stmts) -> bool:
+    """Whether a network body states its `input` (at the top, or under an `if`)."""
+    return any(isinstance(s, ast.Input) or (isinstance(s, ast.If) and (_has_input(s.then) or _has_input(s.orelse)))
+               for s in stmts)
+
+
+def _name_span(arg: ast.Arg) -> Span:
+    """The span of a keyword argument's name (`stride` of `stride=2`)."""
+    s = arg.span
+    return Span(s.file, s.line, s.col, s.line, s.col + len(arg.name))
+
+
+def _keyword_span(span: Span, keyword: str) -> Span:
+    """The span of the keyword that starts a construct (`residual`, `shortcut`)."""
+    return Span(span.file, span.line, span.col, span.line, span.col + len(keyword))
+
+
+def _head_span(item) -> Span:
+    """Where to point at an item in a message: its first line, not the whole body."""
+    if isinstance(item, ast.Branches):
+        return item.name_span
+    if isinstance(item, ast.Residual):
+        return _keyword_span(item.span, "residual")
+    return item.span

@@ -12,7 +12,10 @@ MAX_SEQUENCE = 100_000
 
 
 class Poisoned(Exception):
-    """The value depends on a shape that an earlier error left unknown: skip silently."""
+    """The value depends on a shape or a name that an earlier error left unknown: skip silently."""
+
+
+POISON = object()  # the value of a name whose definition failed (already reported)
 
 
 def _is_num(v) -> bool:
@@ -57,6 +60,8 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
         case ast.Const(value=v):
             return v
         case ast.Var(name=name, span=span):
+            if values.get(name) is POISON:
+                raise Poisoned()
             if name in values:
                 return values[name]
             raise error(f"unknown name `{name}`", span, help=did_you_mean(name, values, "names"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
@@ -34,28 +35,73 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
     """Parse one .cnn source. Returns the module, or None and the syntax errors."""
     errors: list[Diagnostic] = []
 
-    def on_error(e: UnexpectedInput) -> bool:
+    def record(e: UnexpectedInput) -> None:
         diag = _syntax_error(e, text, file)
-        if not errors or diag.span.line > errors[-1].span.line:  # one per line: skip the cascade
+        at_end = isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END")
+        # one per line skips the cascade; the end of the file may point back at an unclosed bracket
+        if not errors or diag.span.line > errors[-1].span.line or (at_end and diag not in errors):
             errors.append(diag)
+
+    def on_error(e: UnexpectedInput) -> bool:
+        record(e)
+        if isinstance(e, UnexpectedToken):
+            _insert_closer(e)
         return len(errors) < MAX_SYNTAX_ERRORS
 
     try:
         tree = _parser().parse(text, on_error=on_error)
     except UnexpectedInput as e:
-        if not errors or errors[-1].span.line < e.line:
-            errors.append(_syntax_error(e, text, file))
-        return None, errors
+        if len(errors) < MAX_SYNTAX_ERRORS:
+            record(e)
+        return None, sorted(errors, key=lambda d: (d.span.line, d.span.col))
     except RecursionError:
         return None, [Diagnostic("the spec is nested too deeply", Span(file, 1, 1, 1, 1))]
     if errors:
-        return None, errors
+        return None, sorted(errors, key=lambda d: (d.span.line, d.span.col))
     try:
         return _ToAst(file).transform(tree), []
     except VisitError as e:
         if isinstance(e.orig_exc, RecursionError):
             return None, [Diagnostic("the spec is nested too deeply", Span(file, 1, 1, 1, 1))]
         raise
+
+
+CLOSERS = {"RPAR": ")", "RSQB": "]", "RBRACE": "}"}
+PAIRS = {"(": ")", "[": "]", "{": "}"}
+_BRACKET_OR_SKIP = re.compile(r'"""[\s\S]*?(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[()\[\]{}]')
+
+
+def _insert_closer(e: UnexpectedToken) -> None:
+    """Recover from a missing `)`, `]` or `}`: close the bracket and go on with the token that came instead."""
+    if e.token.type == "$END" or e.token.type in CLOSERS:
+        return
+    for kind in sorted(CLOSERS.keys() & (e.accepts or e.expected)):
+        trial = e.interactive_parser.copy()
+        try:
+            trial.feed_token(Token(kind, CLOSERS[kind]))
+            trial.feed_token(e.token)
+        except UnexpectedInput:
+            continue
+        e.interactive_parser.feed_token(Token(kind, CLOSERS[kind]))
+        e.interactive_parser.feed_token(e.token)
+        return
+
+
+def _open_brackets(text: str, end: int | None = None) -> list[tuple[str, int, int]]:
+    """The brackets still open at offset `end` (strings and comments skipped): (bracket, line, column)."""
+    stack: list[tuple[str, int]] = []
+    for m in _BRACKET_OR_SKIP.finditer(text, 0, len(text) if end is None else end):
+        ch = m.group()
+        if ch in PAIRS:
+            stack.append((ch, m.start()))
+        elif ch in PAIRS.values() and any(PAIRS[b] == ch for b, _ in stack):
+            while PAIRS[stack.pop()[0]] != ch:  # a closer also closes what was left open inside it
+                pass
+    return [(b, *_line_col(text, pos)) for b, pos in stack]
+
+
+def _line_col(text: str, pos: int) -> tuple[int, int]:
+    return text.count("\n", 0, pos) + 1, pos - text.rfind("\n", 0, pos)
 
 
 def _token_span(file: str, line: int, col: int, length: int = 1) -> Span:
@@ -71,17 +117,41 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         return Diagnostic(f"unexpected character `{ch}`", span,
                           help="names are letters, digits and `_`; comments start with `#`")
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
+        unclosed = _open_brackets(text)
+        if unclosed:
+            return _unclosed(unclosed[-1], text, file)
         lines = text.splitlines() or [""]
         line, col = len(lines), len(lines[-1]) + 1
         expected = _expected(e.expected if isinstance(e, UnexpectedEOF) else e.accepts or e.expected)
-        return Diagnostic(f"unexpected end of file, expected {expected}", _token_span(file, line, col),
-                          help="a `{`, `(` or `[` is probably not closed")
+        return Diagnostic(f"unexpected end of file, expected {expected}", _token_span(file, line, col))
     assert isinstance(e, UnexpectedToken)
     tok = e.token
     span = _token_span(file, tok.line, tok.column, len(tok))
     expected_set = e.accepts or e.expected
+    before = text[text.rfind("\n", 0, tok.start_pos) + 1:tok.start_pos]
+    if tok.type == "INT" and "STAR" in expected_set and re.search(r"\bx\s*$", before):
+        x_col = re.search(r"\bx\s*$", before).start() + 1
+        return Diagnostic(f"`x {tok}` is not a repeat", Span(file, tok.line, x_col, tok.line, tok.end_column),
+                          help=f"repeat an item with `*`: write `* {tok}`")
+    if tok.type == "COLON" and "EQUAL" in expected_set:
+        return Diagnostic("unexpected `:`, expected `=`", span,
+                          help="keyword arguments and defaults take `=`, e.g. `stride=2`")
     msg = f"unexpected {_describe(tok)}, expected {_expected(expected_set)}"
-    return Diagnostic(msg, span, help=_syntax_help(tok, expected_set, e))
+    return Diagnostic(msg, span, help=_syntax_help(tok, expected_set, text))
+
+
+def _unclosed(bracket: tuple[str, int, int], text: str, file: str) -> Diagnostic:
+    """The end of the file came inside a bracket: point at the bracket, and at a definition swallowed by it."""
+    opener, line, col = bracket
+    closer = PAIRS[opener]
+    help = f"add the missing `{closer}`"
+    if opener == "{":
+        for n, src in enumerate(text.splitlines()[line:], start=line + 1):
+            keyword = re.match(r"\s*(network|block)\s+[A-Za-z_]", src)
+            if keyword:
+                help = f"add `}}` before `{keyword.group(1)}` on line {n}: definitions cannot nest"
+                break
+    return Diagnostic(f"`{opener}` is never closed", _token_span(file, line, col), help=help)
 
 
 def _describe(tok: Token) -> str:
@@ -93,7 +163,9 @@ def _describe(tok: Token) -> str:
 
 
 def _expected(names) -> str:
-    pretty = sorted({TOKEN_NAMES.get(n, f"`{n.lower()}`") for n in names if n not in ("COMMENT", "WS")})
+    operators = {"ADD_OP", "MUL_OP", "COMPARE", "AND", "OR"}
+    pretty = sorted({"an operator" if n in operators else TOKEN_NAMES.get(n, f"`{n.lower()}`")
+                     for n in names if n not in ("COMMENT", "WS")}, key=lambda p: (p == "an operator", p))
     if not pretty:
         return "something else"
     if len(pretty) > 6:
@@ -101,21 +173,24 @@ def _expected(names) -> str:
     return pretty[0] if len(pretty) == 1 else ", ".join(pretty[:-1]) + " or " + pretty[-1]
 
 
-def _syntax_help(tok: Token, expected, e: UnexpectedToken) -> str | None:
-    prev = getattr(e, "_prev_token", None)
+def _syntax_help(tok: Token, expected, text: str) -> str | None:
+    closers = [CLOSERS[k] for k in sorted(CLOSERS.keys() & expected)]
+    unclosed = _open_brackets(text, tok.start_pos)
+    if closers and unclosed and PAIRS[unclosed[-1][0]] in closers and unclosed[-1][1] < tok.line:
+        opener, line, _ = unclosed[-1]
+        return f"the `{opener}` on line {line} is not closed: add `{PAIRS[opener]}`"
     if tok.type == "INT" and "STAR" in expected:
         return "repeat an item with `*`, e.g. `bottleneck(64) * 3`"
     if tok.type == "INT" and "SHAPE" in expected:
         return "write the input shape as `3x224x224` or `(channels, height, width)`"
-    if tok.type == "EQUAL" and "COLON" in expected:
-        return "name a layer with `name: op(...)`"
+    if tok.type in ("INT", "FLOAT", "STRING") and "RESIDUAL" in expected:
+        return "a layer is expected here; bind a value with `let`, e.g. `let width = 64`"
     if tok.type == "COLON":
         return "name a layer with `name: op(...)`; a name cannot be an expression"
     if "RPAR" in expected:
         return "arguments are separated by `,` and the list ends with `)`"
     if "RBRACE" in expected or "RSQB" in expected:
         return "statements are operators like `conv(64, 3)`, blocks, `let`, `if`, `for` and groups"
-    del prev
     return None
 
 

@@ -12,6 +12,9 @@ class _Activation(Op):
     def other_ops(self, a, ins, out):
         return numel(out)
 
+    def label(self, a):
+        return super().label({k: v for k, v in a.items() if k != "inplace"})  # inplace is memory, not maths
+
 
 def _activation(name: str, torch_name: str, *args: Arg) -> type[Op]:
     doc = f"elementwise activation, as torch.nn.{torch_name}"

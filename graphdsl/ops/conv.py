@@ -62,12 +62,13 @@ class Conv(Op):
 
     def label(self, a):
         kh, kw = a["kernel"]
-        parts = [f"{kh}x{kw}" if kh != kw else f"{kh}x{kh}", str(a["out"])]
+        parts = [f"{kh}×{kw}", str(a["out"])]
         if a["stride"] != (1, 1):
             sh, sw = a["stride"]
-            parts.append(f"/{sh}" if sh == sw else f"/{sh}x{sw}")
+            parts.append(f"/{sh}" if sh == sw else f"/{sh}×{sw}")
         if a["groups"] != 1:
             parts.append(f"g{a['groups']}")
         if a["dilation"] != (1, 1):
-            parts.append(f"d{a['dilation'][0]}")
+            dh, dw = a["dilation"]
+            parts.append(f"d{dh}" if dh == dw else f"d{dh}×{dw}")
         return "conv " + ", ".join(parts)

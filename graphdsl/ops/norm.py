@@ -21,6 +21,9 @@ class BatchNorm(Op):
     def buffer_count(self, a, ins, out):
         return 2 * out[0] + 1  # running mean, running var, num_batches_tracked
 
+    def label(self, a):
+        return "bn" if a["affine"] else "bn, no affine"  # eps and momentum do not change what it computes
+
     def other_ops(self, a, ins, out):
         n = 1
         for d in out:
@@ -42,3 +45,6 @@ class LocalResponseNorm(Op):
 
     def other_ops(self, a, ins, out):
         return out[0] * out[1] * out[2] * a["size"]
+
+    def label(self, a):
+        return f"lrn {a['size']}"

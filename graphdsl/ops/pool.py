@@ -80,11 +80,12 @@ class _Pool(Op):
 
     def label(self, a):
         if a["adaptive"] is not None:
-            return f"{self.name} adaptive {'x'.join(map(str, a['adaptive']))}"
+            return f"{self.name} adaptive {'×'.join(map(str, a['adaptive']))}"
         if a["kernel"] == GLOBAL or a["kernel"] is None:
             return f"{self.name} global"
         k, s = a["kernel"], a["stride"] or a["kernel"]
-        text = f"{self.name} {k[0]}x{k[1]}" + (f", /{s[0]}" if s[0] == s[1] and s[0] != 1 else "")
+        # the stride always shows: a reader cannot tell `/1` from the default (the kernel) otherwise
+        text = f"{self.name} {k[0]}×{k[1]}, /" + (str(s[0]) if s[0] == s[1] else f"{s[0]}×{s[1]}")
         return text + (", ceil" if a["ceil"] else "")
 
 

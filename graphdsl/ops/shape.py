@@ -31,6 +31,9 @@ class Dropout(Op):
     doc = "zeroes elements with probability p while training, as torch.nn.Dropout"
     args = (Arg("p", probability, 0.5), )
 
+    def label(self, a):
+        return f"dropout {a['p']:g}"
+
 
 class Subsample(Op):
     name = "subsample"
@@ -43,6 +46,9 @@ class Subsample(Op):
         c, h, w = ins[0]
         s = a["stride"]
         return (c, -(-h // s), -(-w // s))
+
+    def label(self, a):
+        return f"subsample /{a['stride']}"
 
     def window(self, a, ins):
         return Window((1, 1), (a["stride"], a["stride"]))
@@ -62,3 +68,6 @@ class PadChannels(Op):
             raise OpError(f"`pad_channels({a['out']})` cannot shrink the {c} channels of {fmt_shape(ins[0])}",
                           arg="out", help=f"give at least {c} channels")
         return (a["out"], h, w)
+
+    def label(self, a):
+        return f"pad_channels {a['out']}"

@@ -189,12 +189,21 @@ class From:
 
 
 @dataclass(frozen=True)
+class Assert:
+    """`assert cond, "message"`: a block states what it accepts."""
+
+    condition: Expr
+    message: str | None
+    span: Span
+
+
+@dataclass(frozen=True)
 class Doc:
     text: str
     span: Span
 
 
-Stmt = Item | Labeled | Bind | Let | If | For | Input | Output | From | Doc
+Stmt = Item | Labeled | Bind | Let | If | For | Input | Output | From | Assert | Doc
 
 # ---- definitions -------------------------------------------------------------------
 
@@ -217,6 +226,7 @@ class Definition:
     doc: str | None
     span: Span
     name_span: Span
+    base: Call | None = None  # `network resnet20 = cifar_resnet(n=3)`: another network, re-parameterised
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,7 @@ class Elaborator:
         self.graph = nx.DiGraph()
         self.diagnostics: list[Diagnostic] = []
         self.outputs: list[tuple[str, str]] | None = None
+        self.output_seen: Span | None = None
         self.input_seen: Span | None = None  # where the network's `input` is, once reached
         self.before_input_reported = False
 
@@ -85,7 +86,13 @@ class Elaborator:
 
     def network(self, net: ast.Definition, overrides: dict) -> nx.DiGraph:
         g = self.graph
-        g.graph.update(name=net.name, doc=net.doc, file=net.span.file, scopes={}, span=net.span)
+        g.graph.update(name=net.name, doc=net.doc, file=net.span.file, scopes={}, span=net.span, outputs=[])
+        try:
+            net, overrides = self._unalias(net, overrides)
+        except Failure as f:
+            self.diagnostics.append(f.diagnostic)
+            return g
+        g.graph["doc"] = g.graph["doc"] or net.doc
         values = self._bind_network_params(net, overrides)
         ctx = Ctx(Scope(()), values, {}, (), None, root=True)
         if values is not None:
@@ -99,6 +106,33 @@ class Elaborator:
         outputs = self.outputs if self.outputs is not None else [("output", ctx.current)]
         g.graph["outputs"] = [(name, node) for name, node in outputs if node is not None]
         return g
+
+    def _unalias(self, net: ast.Definition, overrides: dict) -> tuple[ast.Definition, dict]:
+        """`network resnet20 = cifar_resnet(n=3)`: the base network, with the alias's arguments
+        under the caller's overrides."""
+        seen = {net.name}
+        while net.base is not None:
+            call = net.base
+            base = self.program.networks.get(call.name) or self.program.imported_networks.get(call.name)
+            if base is None:
+                known = [*self.program.networks, *self.program.imported_networks]
+                raise error(f"unknown network `{call.name}`", call.name_span,
+                            help=did_you_mean(call.name, known, "networks") or "import the file that defines it")
+            if base.name in seen:
+                raise error(f"network `{net.name}` is defined in terms of itself", call.name_span)
+            seen.add(base.name)
+            params = [p.name for p in base.params]
+            given: dict = {}
+            for i, a in enumerate(call.args):
+                name = a.name if a.name is not None else (params[i] if i < len(params) else None)
+                if name not in params:
+                    raise error(f"network `{base.name}` has no parameter `{a.name}`" if a.name else
+                                f"network `{base.name}` takes {len(params)} parameters", a.span,
+                                help=did_you_mean(a.name or "", params, "parameters"))
+                given[name] = evaluate(a.value, dict(given), lambda: None)
+            overrides = {**given, **overrides}
+            net = base
+        return net, overrides
 
     def _bind_network_params(self, net: ast.Definition, overrides: dict) -> dict | None:
         known = {p.name for p in net.params}
@@ -151,11 +185,16 @@ class Elaborator:
                 if not ctx.root:
                     raise error("`output` belongs in the network's own body", span,
                                 help="blocks return their last tensor; name branches and list them in the network")
-                if self.outputs is not None:
-                    raise error("`output` given twice", span)
+                if self.output_seen is not None:
+                    raise Failure(Diagnostic("`output` given twice", span, notes=(f"first given at {self.output_seen}",),
+                                             help="list every output in one statement: `output a, b`"))
+                self.output_seen = span
                 self.outputs = [(name, self.tensor(name, s, ctx)) for name, s in names]
             case ast.From(name=name, span=span):
                 ctx.current = self.tensor(name, span, ctx)
+            case ast.Assert(condition=cond, message=message, span=span):
+                if not self.condition(cond, ctx):
+                    raise error(message or "assertion failed", span)
             case ast.Let(name=name, value=value):
                 self.let(name, value, ctx)
             case ast.If(condition=cond, then=then, orelse=orelse):
@@ -193,7 +232,9 @@ class Elaborator:
                 raise error(f"input sizes must be positive integers, got {show(v)}", d.span)
             dims.append(v)
         if len(dims) not in (1, 3):
-            raise error(f"the input is CxHxW (or a flat size), got {len(dims)} sizes", stmt.span,
+            first, last = stmt.dims[0].span, stmt.dims[-1].span
+            raise error(f"the input is CxHxW (or a flat size), got {_count(len(dims), 'size')}",
+                        Span(first.file, first.line, first.col, last.end_line, last.end_col),
                         help="the batch is implicit: write `input 3x224x224`")
         self.graph.add_node(INPUT, op="input", attrs={}, scope=(), span=stmt.span, shape=tuple(dims))
         self.graph.graph["input_shape"] = tuple(dims)
@@ -222,8 +263,9 @@ class Elaborator:
                 return sub.current
             case ast.Repeat(item=inner, count=count):
                 n = self.eval(count, ctx)
-                if not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= MAX_REPEAT):
-                    raise error(f"a repeat count must be an integer from 1 to {MAX_REPEAT:,}, got {show(n)}",
+                is_int = isinstance(n, int) and not isinstance(n, bool)
+                if not (is_int and 0 <= n <= MAX_REPEAT):  # 0 leaves it out: `block(c) * (depth - 1)`
+                    raise error(f"a repeat count must be an integer from 0 to {MAX_REPEAT:,}, got {show(n)}",
                                 count.span)
                 target = ctx
                 if label is not None:
@@ -240,7 +282,10 @@ class Elaborator:
 
     def block(self, block: ast.Definition, call: ast.Call, ctx: Ctx, path: tuple[str, ...]) -> str | None:
         if any(site.block == block.name for site in ctx.stack):
-            raise error(f"block `{block.name}` calls itself", call.name_span,
+            chain = [site.block for site in ctx.stack]
+            chain = chain[chain.index(block.name):] + [block.name]
+            through = f": {' -> '.join(f'`{b}`' for b in chain)}" if len(chain) > 2 else ""
+            raise error(f"block `{block.name}` calls itself{through}", call.name_span,
                         help="blocks cannot recurse; repeat with `*` or loop with `for`")
         values = self.block_args(block, call, ctx)
         self.graph.graph["scopes"][path] = {"kind": "block", "block": block.name, "doc": block.doc,
@@ -254,7 +299,7 @@ class Elaborator:
         given: dict = {}
         positional = [a for a in call.args if a.name is None]
         if len(positional) > len(block.params):
-            raise error(f"block `{block.name}` takes {len(block.params)} arguments, got {len(positional)}",
+            raise error(f"block `{block.name}` takes {_count(len(block.params), 'argument')}, got {len(positional)}",
                         positional[len(block.params)].span, help=_signature(block))
         for p, a in zip(block.params, positional):
             given[p.name] = self.eval(a.value, ctx)
@@ -306,7 +351,7 @@ class Elaborator:
         spans: dict = {}
         positional = [a for a in args if a.name is None]
         if len(positional) > len(op.args):
-            raise error(f"`{op.name}` takes at most {len(op.args)} positional arguments, got {len(positional)}",
+            raise error(f"`{op.name}` takes at most {_count(len(op.args), 'positional argument')}, got {len(positional)}",
                         positional[len(op.args)].span, help=op.doc)
         for spec, a in zip(op.args, positional):
             raw[spec.name], spans[spec.name] = a.value, a.span
@@ -500,3 +545,7 @@ def _head_span(item) -> Span:
     if isinstance(item, ast.Residual):
         return _keyword_span(item.span, "residual")
     return item.span
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

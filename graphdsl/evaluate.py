@@ -100,7 +100,8 @@ def _in_attr(attr: str, span, shape):
         return shape[0]
     if attr in ("height", "width"):
         if len(shape) != 3:
-            raise error(f"`in.{attr}` of a flat input", span, help="`in.features` is the size of a flat input")
+            raise error(f"`in.{attr}` needs a CxHxW input, got the flat {shape[0]}", span,
+                        help="`in.features` is the size of a flat input")
         return shape[1] if attr == "height" else shape[2]
     if attr == "shape":
         return shape

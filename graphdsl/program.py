@@ -22,6 +22,7 @@ class Program:
     sources: dict[str, str] = field(default_factory=dict)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     loaded: set[str] = field(default_factory=set)  # real paths of imported files, each read once
+    imported_networks: dict[str, ast.Definition] = field(default_factory=dict)  # bases for aliases
 
     @property
     def networks(self) -> dict[str, ast.Definition]:
@@ -50,8 +51,10 @@ def read_source(path: str) -> tuple[str | None, Diagnostic | None]:
     try:
         return data.decode("utf-8-sig"), None
     except UnicodeDecodeError as e:
-        return None, Diagnostic(f"`{path}` is not UTF-8 text (byte {e.start})", where,
-                                help="save the spec as UTF-8")
+        before = data[:e.start].decode("utf-8-sig", "replace")
+        line, col = before.count("\n") + 1, len(before) - before.rfind("\n")
+        return None, Diagnostic(f"`{path}` is not UTF-8 text: invalid byte 0x{data[e.start]:02x}",
+                                Span(path, line, col, line, col + 1), help="save the spec as UTF-8")
 
 
 def load_program(text: str, file: str) -> Program:
@@ -89,6 +92,8 @@ def _load_module(program: Program, text: str, file: str, stack: tuple[str, ...])
     for definition in module.definitions:
         if definition.kind == "block":
             _add_block(program, definition)
+        elif stack:
+            program.imported_networks.setdefault(definition.name, definition)
     return module
 
 
@@ -121,7 +126,9 @@ def choose_network(program: Program, name: str | None, file: str) -> tuple[ast.D
         return networks[stem], None
     if not networks:
         span = Span(file, 1, 1, 1, 1)
-        return None, Diagnostic(f"`{file}` defines no network", span,
+        empty = not program.sources.get(file, "").strip()
+        return None, Diagnostic(f"`{file}` is empty" if empty else f"`{file}` defines no network", span,
                                 help="write `network name { input 3x224x224 ... }`")
-    return None, Diagnostic(f"`{file}` defines several networks: " + ", ".join(f"`{n}`" for n in networks), None,
-                            help="choose one with `--network NAME`")
+    second = list(networks.values())[1]
+    return None, Diagnostic(f"`{file}` defines several networks: " + ", ".join(f"`{n}`" for n in networks),
+                            second.name_span, help="choose one with `--network NAME`")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import re
 from importlib import resources
 
@@ -72,18 +73,20 @@ _BRACKET_OR_SKIP = re.compile(r'"""[\s\S]*?(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|#[^\n
 
 
 def _insert_closer(e: UnexpectedToken) -> None:
-    """Recover from a missing `)`, `]` or `}`: close the bracket and go on with the token that came instead."""
-    if e.token.type == "$END" or e.token.type in CLOSERS:
+    """Recover from a missing or mismatched `)`, `]` or `}`: close the bracket that is open and go on with
+    the token that came instead (a wrong closing bracket is taken for the right one)."""
+    if e.token.type == "$END":
         return
     for kind in sorted(CLOSERS.keys() & (e.accepts or e.expected)):
+        tokens = [Token(kind, CLOSERS[kind])] + ([] if e.token.type in CLOSERS else [e.token])
         trial = e.interactive_parser.copy()
         try:
-            trial.feed_token(Token(kind, CLOSERS[kind]))
-            trial.feed_token(e.token)
+            for tok in tokens:
+                trial.feed_token(tok)
         except UnexpectedInput:
             continue
-        e.interactive_parser.feed_token(Token(kind, CLOSERS[kind]))
-        e.interactive_parser.feed_token(e.token)
+        for tok in tokens:
+            e.interactive_parser.feed_token(tok)
         return
 
 
@@ -176,9 +179,12 @@ def _expected(names) -> str:
 def _syntax_help(tok: Token, expected, text: str) -> str | None:
     closers = [CLOSERS[k] for k in sorted(CLOSERS.keys() & expected)]
     unclosed = _open_brackets(text, tok.start_pos)
-    if closers and unclosed and PAIRS[unclosed[-1][0]] in closers and unclosed[-1][1] < tok.line:
+    if closers and unclosed and PAIRS[unclosed[-1][0]] in closers:
         opener, line, _ = unclosed[-1]
-        return f"the `{opener}` on line {line} is not closed: add `{PAIRS[opener]}`"
+        if tok.type in CLOSERS:
+            return f"close the `{opener}` on line {line} with `{PAIRS[opener]}`"
+        if line < tok.line:
+            return f"the `{opener}` on line {line} is not closed: add `{PAIRS[opener]}`"
     if tok.type == "INT" and "STAR" in expected:
         return "repeat an item with `*`, e.g. `bottleneck(64) * 3`"
     if tok.type == "INT" and "SHAPE" in expected:
@@ -187,6 +193,8 @@ def _syntax_help(tok: Token, expected, text: str) -> str | None:
         return "a layer is expected here; bind a value with `let`, e.g. `let width = 64`"
     if tok.type == "COLON":
         return "name a layer with `name: op(...)`; a name cannot be an expression"
+    if tok.type == "EQUAL":
+        return "compare with `==`; `name=value` arguments go directly in an operator or block call"
     if "RPAR" in expected:
         return "arguments are separated by `,` and the list ends with `)`"
     if "RBRACE" in expected or "RSQB" in expected:
@@ -230,7 +238,7 @@ class _ToAst(Transformer):
         return ast.Module(self.file, doc, imports, defs)
 
     def import_stmt(self, meta, children):
-        return ast.Import(_unquote(children[0]), self._s(meta))
+        return ast.Import(_unquote(children[0]), _tok_span(self.file, children[0]))  # errors point at the path
 
     def _definition(self, kind, meta, children):
         name, params, body = children
@@ -239,6 +247,12 @@ class _ToAst(Transformer):
 
     def network(self, meta, children):
         return self._definition("network", meta, children)
+
+    def network_alias(self, meta, children):
+        name, base, args, doc = children
+        call = ast.Call(str(base), args, self._s(meta), _tok_span(self.file, base))
+        doc = None if doc is None else inspect.cleandoc(_unquote(doc))
+        return ast.Definition("network", str(name), (), (), doc, self._s(meta), _tok_span(self.file, name), call)
 
     def block(self, meta, children):
         return self._definition("block", meta, children)
@@ -290,10 +304,14 @@ class _ToAst(Transformer):
         return ast.Output(tuple((str(t), _tok_span(self.file, t)) for t in children), self._s(meta))
 
     def from_stmt(self, meta, children):
-        return ast.From(str(children[0]), self._s(meta))
+        return ast.From(str(children[0]), _tok_span(self.file, children[0]))  # errors point at the name
 
     def doc(self, meta, children):
-        return ast.Doc(_unquote(children[0]).strip(), self._s(meta))
+        return ast.Doc(inspect.cleandoc(_unquote(children[0])), self._s(meta))
+
+    def assert_stmt(self, meta, children):
+        cond, message = children
+        return ast.Assert(cond, None if message is None else _unquote(message), self._s(meta))
 
     # items
     def repeat(self, meta, children):

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from .base import Arg, Op, boolean, number, numel
+from .base import Arg, Op, boolean, number, numel, pycall
+
+# The functional form of each activation, and spec argument names that torch spells differently.
+TORCH_FUNCTIONAL = {"relu": "F.relu", "relu6": "F.relu6", "leaky_relu": "F.leaky_relu", "elu": "F.elu",
+                    "gelu": "F.gelu", "silu": "F.silu", "sigmoid": "torch.sigmoid", "tanh": "torch.tanh",
+                    "softmax": "F.softmax"}
+TORCH_KEYWORDS = {"slope": "negative_slope"}
 
 
 class _Activation(Op):
@@ -14,6 +20,16 @@ class _Activation(Op):
 
     def label(self, a):
         return super().label({k: v for k, v in a.items() if k != "inplace"})  # inplace is memory, not maths
+
+    def _torch_kw(self, a) -> dict:
+        return {TORCH_KEYWORDS.get(k, k): v for k, v in a.items() if v != self.default(k)}
+
+    def torch_module(self, a, ins):
+        return pycall(f"nn.{self.torch_name}", **self._torch_kw(a))
+
+    def torch_call(self, a, args, ins):
+        func = TORCH_FUNCTIONAL.get(self.name)
+        return None if func is None else pycall(func, args[0], **self._torch_kw(a))
 
 
 def _activation(name: str, torch_name: str, *args: Arg) -> type[Op]:
@@ -36,6 +52,9 @@ class Softmax(_Activation):
     name = "softmax"
     torch_name = "Softmax"
     doc = "softmax over the channels (dim 1), as torch.nn.Softmax(dim=1)"
+
+    def _torch_kw(self, a) -> dict:
+        return {"dim": 1}
 
     def other_ops(self, a, ins, out):
         return 3 * numel(out)  # exp, sum, divide

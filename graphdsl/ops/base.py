@@ -187,6 +187,28 @@ class Op:
                 return arg.default
         return None
 
+    # ---- lowering to PyTorch (graphdsl.backends.torch) ------------------------------------------
+    # Both forms are Python source built from the resolved attributes with `pycall`/`py` (repr of
+    # ints, floats, bools and tuples), never from spec text.
+
+    torch_imports: ClassVar[tuple[str, ...]] = ()  # extra import lines a custom op's code needs
+
+    def torch_module(self, a: dict, ins: list[Shape]) -> str | None:
+        """The constructor of the torch.nn module computing this op, e.g.
+        `nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3, bias=False)`; None where there is none.
+        Ops with parameters or buffers must have one."""
+        return None
+
+    def torch_call(self, a: dict, args: list[str], ins: list[Shape]) -> str | None:
+        """One expression computing the op from the expressions `args` of its inputs, e.g.
+        `torch.flatten(x, 1)`; None where only the module form exists. It may read `self.training`.
+        It must trace to `torch_nodes` torch.fx nodes (one call or operator)."""
+        return None
+
+    def torch_nodes(self, a: dict, n_inputs: int) -> int:
+        """How many torch.fx nodes `torch_call` traces to (`a + b + c` is two)."""
+        return 1
+
 
 # ---- shape arithmetic shared by conv and pooling ----------------------------------------
 
@@ -203,3 +225,33 @@ def sliding_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1
 def same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
     """Total padding per axis that keeps the size at stride 1."""
     return tuple(d * (k - 1) for k, d in zip(kernel, dilation))
+
+
+# ---- Python source for the PyTorch lowering -------------------------------------------------
+
+
+def py(value) -> str:
+    """A resolved attribute as a Python literal: ints, floats, bools, None, strings and tuples only."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return repr(value)
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else f'float("{value}")'
+    if isinstance(value, tuple):
+        return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
+    raise TypeError(f"no Python literal for {value!r}")
+
+
+def hw(pair: tuple[int, int]) -> int | tuple[int, int]:
+    """`(3, 3)` -> `3`, as torch accepts either; `(1, 3)` stays a pair."""
+    return pair[0] if pair[0] == pair[1] else pair
+
+
+def pycall(func: str, *args, **kwargs) -> str:
+    """`func(args..., key=value...)`: literal values through `py`, expressions (str args) as given.
+
+    Positional `args` that are `str` are expressions of the caller (input variables); every other
+    value, and every keyword value, is a literal.
+    """
+    parts = [a if isinstance(a, str) else py(a) for a in args]
+    parts += [f"{k}={py(v)}" for k, v in kwargs.items()]
+    return f"{func}({', '.join(parts)})"

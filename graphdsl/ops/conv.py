@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..values import Symbol
-from .base import Arg, Op, OpError, Window, boolean, fmt_shape, padding, pair, positive_int, sliding_out
+from .base import Arg, Op, OpError, Window, boolean, fmt_shape, hw, padding, pair, positive_int, pycall, sliding_out
 
 
 class Conv(Op):
@@ -59,6 +59,22 @@ class Conv(Op):
     def window(self, a, ins):
         reach = tuple(d * (k - 1) + 1 for k, d in zip(a["kernel"], a["dilation"]))
         return Window(reach, a["stride"])
+
+    def torch_module(self, a, ins):
+        kw: dict = {"kernel_size": hw(a["kernel"])}
+        if a["stride"] != (1, 1):
+            kw["stride"] = hw(a["stride"])
+        if a["pad"] == Symbol("same"):
+            kw["padding"] = "same"
+        elif a["pad"] != (0, 0):
+            kw["padding"] = hw(a["pad"])
+        if a["dilation"] != (1, 1):
+            kw["dilation"] = hw(a["dilation"])
+        if a["groups"] != 1:
+            kw["groups"] = a["groups"]
+        if not a["bias"]:
+            kw["bias"] = False
+        return pycall("nn.Conv2d", ins[0][0], a["out"], **kw)
 
     def label(self, a):
         kh, kw = a["kernel"]

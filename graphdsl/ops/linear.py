@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Arg, Op, OpError, boolean, fmt_shape, positive_int
+from .base import Arg, Op, OpError, boolean, fmt_shape, positive_int, pycall
 
 
 class Linear(Op):
@@ -23,6 +23,9 @@ class Linear(Op):
 
     def other_ops(self, a, ins, out):
         return a["out"] if a["bias"] else 0
+
+    def torch_module(self, a, ins):
+        return pycall("nn.Linear", ins[0][0], a["out"], **({} if a["bias"] else {"bias": False}))
 
     def label(self, a):
         return f"linear {a['out']}"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Op, OpError, fmt_shape, numel
+from .base import Op, OpError, fmt_shape, numel, pycall
 
 
 class Concat(Op):
@@ -20,6 +20,9 @@ class Concat(Op):
                               help="make the branches downsample alike (same stride and padding)")
         return (sum(s[0] for s in ins), *first[1:])
 
+    def torch_call(self, a, args, ins):
+        return pycall("torch.cat", f"[{', '.join(args)}]", 1)
+
 
 class Add(Op):
     name = "add"
@@ -35,3 +38,9 @@ class Add(Op):
 
     def other_ops(self, a, ins, out):
         return numel(out) * (len(ins) - 1)
+
+    def torch_call(self, a, args, ins):
+        return " + ".join(args) if len(args) > 1 else pycall("torch.clone", args[0])
+
+    def torch_nodes(self, a, n_inputs):
+        return max(1, n_inputs - 1)

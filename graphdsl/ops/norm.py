@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Arg, Op, boolean, number, positive_int, positive_number, probability
+from .base import Arg, Op, boolean, number, positive_int, positive_number, probability, pycall
 
 
 class BatchNorm(Op):
@@ -20,6 +20,10 @@ class BatchNorm(Op):
 
     def buffer_count(self, a, ins, out):
         return 2 * out[0] + 1  # running mean, running var, num_batches_tracked
+
+    def torch_module(self, a, ins):
+        kw = {k: a[k] for k in ("eps", "momentum", "affine") if a[k] != self.default(k)}
+        return pycall("nn.BatchNorm2d" if len(ins[0]) == 3 else "nn.BatchNorm1d", ins[0][0], **kw)
 
     def label(self, a):
         return "bn" if a["affine"] else "bn, no affine"  # eps and momentum do not change what it computes
@@ -45,6 +49,15 @@ class LocalResponseNorm(Op):
 
     def other_ops(self, a, ins, out):
         return out[0] * out[1] * out[2] * a["size"]
+
+    def torch_module(self, a, ins):
+        return pycall("nn.LocalResponseNorm", a["size"], **self._torch_kw(a))
+
+    def torch_call(self, a, args, ins):
+        return pycall("F.local_response_norm", args[0], a["size"], **self._torch_kw(a))
+
+    def _torch_kw(self, a):
+        return {k: a[k] for k in ("alpha", "beta", "k") if a[k] != self.default(k)}
 
     def label(self, a):
         return f"lrn {a['size']}"

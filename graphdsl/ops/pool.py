@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 from ..values import Symbol
-from .base import Arg, Op, OpError, Window, boolean, fmt_shape, nonneg_pair, optional, pair, sliding_out, window
+from .base import (
+    Arg,
+    Op,
+    OpError,
+    Window,
+    boolean,
+    fmt_shape,
+    hw,
+    nonneg_pair,
+    optional,
+    pair,
+    pycall,
+    sliding_out,
+    window,
+)
 
 GLOBAL = Symbol("global")
 
@@ -77,6 +91,33 @@ class _Pool(Op):
             return Window((h, w), (h, w))
         dilation = a.get("dilation", (1, 1))
         return Window(tuple(d * (k - 1) + 1 for k, d in zip(a["kernel"], dilation)), a["stride"] or a["kernel"])
+
+    def _torch(self, a) -> tuple[str, tuple, dict]:
+        """The torch name (after `nn.` / `F.`), positional and keyword arguments."""
+        if a["adaptive"] is not None or a["kernel"] in (None, GLOBAL):
+            size = a["adaptive"] if a["adaptive"] is not None else (1, 1)
+            return f"Adaptive{self.mode.title()}Pool2d", (size,), {}
+        kw: dict = {"kernel_size": hw(a["kernel"])}
+        if a["stride"] is not None:
+            kw["stride"] = hw(a["stride"])
+        if a["pad"] != (0, 0):
+            kw["padding"] = hw(a["pad"])
+        if a.get("dilation", (1, 1)) != (1, 1):
+            kw["dilation"] = hw(a["dilation"])
+        if a["ceil"]:
+            kw["ceil_mode"] = True
+        if not a.get("count_include_pad", True):
+            kw["count_include_pad"] = False
+        return f"{self.mode.title()}Pool2d", (), kw
+
+    def torch_module(self, a, ins):
+        name, args, kw = self._torch(a)
+        return pycall(f"nn.{name}", *args, **kw)
+
+    def torch_call(self, a, args, ins):
+        name, pos, kw = self._torch(a)
+        func = "F." + name.replace("Pool2d", "_pool2d").replace("Adaptive", "adaptive_").lower()
+        return pycall(func, args[0], *pos, **kw)
 
     def label(self, a):
         if a["adaptive"] is not None:

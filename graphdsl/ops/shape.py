@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from .base import Arg, Op, OpError, Window, fmt_shape, numel, positive_int, probability
+from .base import Arg, Op, OpError, Window, fmt_shape, numel, positive_int, probability, py, pycall
 
 
 class Flatten(Op):
     name = "flatten"
     family = "reshape"
     doc = "flatten CxHxW to C*H*W features, as torch.flatten(x, 1)"
+
+    def torch_module(self, a, ins):
+        return "nn.Flatten()"
+
+    def torch_call(self, a, args, ins):
+        return pycall("torch.flatten", args[0], 1)
 
     def output_shape(self, a, ins):
         return (numel(ins[0]),)
@@ -24,6 +30,9 @@ class Identity(Op):
     family = "reshape"
     doc = "passes its input through, as torch.nn.Identity"
 
+    def torch_module(self, a, ins):
+        return "nn.Identity()"  # no functional form: `y = x` would not be a step of its own
+
 
 class Dropout(Op):
     name = "dropout"
@@ -33,6 +42,12 @@ class Dropout(Op):
 
     def label(self, a):
         return f"dropout {a['p']:g}"
+
+    def torch_module(self, a, ins):
+        return pycall("nn.Dropout", p=a["p"])
+
+    def torch_call(self, a, args, ins):
+        return f"F.dropout({args[0]}, p={py(a['p'])}, training=self.training)"
 
 
 class Subsample(Op):
@@ -49,6 +64,10 @@ class Subsample(Op):
 
     def label(self, a):
         return f"subsample /{a['stride']}"
+
+    def torch_call(self, a, args, ins):
+        s = int(a["stride"])
+        return f"{args[0]}[:, :, ::{s}, ::{s}]"
 
     def window(self, a, ins):
         return Window((1, 1), (a["stride"], a["stride"]))
@@ -71,3 +90,7 @@ class PadChannels(Op):
 
     def label(self, a):
         return f"pad_channels {a['out']}"
+
+    def torch_call(self, a, args, ins):
+        extra = a["out"] - ins[0][0]
+        return pycall("F.pad", args[0], (0, 0, 0, 0, extra // 2, extra - extra // 2))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import graphdsl
+from graphdsl.syntax import parse
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "language.md"
 BLOCK = re.compile(r"```(cnn|cnn-error|text)\n(.*?)```", re.S)
@@ -28,8 +29,12 @@ def examples():
 @pytest.mark.parametrize("source, expected", examples())
 def test_doc_example(source, expected):
     if expected is None:
-        net = graphdsl.load(source)
-        assert net.params >= 0 and net.output_shapes
+        module, errors = parse(source)
+        assert not errors
+        for definition in module.definitions:
+            if definition.kind == "network":  # every network of the example checks
+                net = graphdsl.load(source, network=definition.name)
+                assert net.params >= 0 and net.output_shapes
         return
     with pytest.raises(graphdsl.SpecError) as info:
         graphdsl.load(source)

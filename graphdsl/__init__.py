@@ -1,8 +1,9 @@
 """graphdsl: a declarative language and compiler for convolutional network architectures."""
 
-from .api import Layer, Network, check, load
+from .api import Layer, Network, check, compile, load
 from .diagnostics import Diagnostic, Span, SpecError
 from .ops import REGISTRY, Op, register
 
-__all__ = ["load", "check", "Network", "Layer", "Diagnostic", "SpecError", "Span", "Op", "REGISTRY", "register"]
+__all__ = ["load", "compile", "check", "Network", "Layer", "Diagnostic", "SpecError", "Span", "Op", "REGISTRY",
+           "register"]
 __version__ = "0.1.0"

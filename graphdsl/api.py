@@ -142,6 +142,22 @@ class Network:
             dot.write(graph, path, format)
         return graph
 
+    def source(self) -> str:
+        """The Python source of a torch.nn.Module computing this network (graphdsl.backends.torch); it
+        depends on torch alone. Generating it does not import torch. Raises SpecError where PyTorch
+        cannot express the network (a layer named like an nn.Module attribute, an op without lowering)."""
+        from .backends.torch import source
+
+        return source(self)
+
+    def to_torch(self, device=None, dtype=None):
+        """A torch.nn.Module built from `source()` (fresh random weights), moved to `device`/`dtype` if
+        given. The first output is the main one: in eval mode it alone is computed and returned, in
+        training mode `(main, *auxiliary)`, as torchvision's GoogLeNet."""
+        from .backends.torch import to_torch
+
+        return to_torch(self, device=device, dtype=dtype)
+
     def _repr_svg_(self) -> str | None:
         """Jupyter shows a Network as its diagram (nothing where the `dot` program is missing)."""
         from .backends import dot
@@ -251,6 +267,11 @@ def load_partial(spec: str | os.PathLike, network: str | None = None,
     costs(graph)
     receptive_field(graph)
     return Network(graph, program.sources), failure.diagnostics
+
+
+def compile(spec: str | os.PathLike, network: str | None = None, **overrides):
+    """`load(spec, network, **overrides).to_torch()`: the spec as a torch.nn.Module."""
+    return load(spec, network, **overrides).to_torch()
 
 
 def check(spec, network: str | None = None, **overrides) -> list[Diagnostic]:

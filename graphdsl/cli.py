@@ -136,7 +136,8 @@ def render(file, out, network, defines, depth, expand):
     except dot.ExecutableNotFound:
         fallback = str(Path(path).with_suffix(".dot"))
         dot.write(graph, fallback)
-        click.echo(f"wrote {fallback} (DOT source only)\nerror: {dot.INSTALL_HELP}; then run "
+        click.echo(f"error: Graphviz's `dot` program is not on PATH, so {path} could not be drawn; wrote the "
+                   f"DOT source to {fallback} instead\nhelp: {dot.INSTALL_HELP}; then run "
                    f"`dot -T{dot.format_of(path)} {fallback} -o {path}`", err=True)
         sys.exit(3)
     except (OSError, subprocess.CalledProcessError) as e:
@@ -172,13 +173,88 @@ def summary(file, network, defines, depth, fmt):
         data = {"ok": not diagnostics, **table.to_json()}
         if diagnostics:
             data["diagnostics"] = [d.to_json() for d in diagnostics]
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
     elif table.rows or not diagnostics:
         click.echo(table.format(fmt), nl=False)
     if diagnostics:
         if fmt != "json":
             report(diagnostics, net.sources, "text")
         sys.exit(1)
+
+
+# Module names that a generated file must not shadow in the folder it is written to.
+_SHADOWED = {"torch", "torchvision", "graphdsl", "numpy", "networkx", "lark", "click", "rich", "graphviz"}
+
+
+def default_module_path(name: str) -> Path:
+    """`NETWORK.py` in the current folder; `NETWORK_model.py` where `NETWORK.py` would shadow a module
+    that the generated code or Python needs (`torch.py`, `copy.py`) or is no module name (`class.py`)."""
+    import keyword
+
+    if name in _SHADOWED or name in sys.stdlib_module_names or keyword.iskeyword(name) or not name.isidentifier():
+        name = f"{name}_model"
+    return Path(f"{name}.py")
+
+
+@main.command(name="compile")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "out", default=None, metavar="OUT.py",
+              help="Where to write the module (default: NETWORK.py here); `-` prints it.")
+@network_option
+@define_option
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where --run runs.")
+@click.option("--run", "run_it", is_flag=True,
+              help="Build the module and run one forward pass on a random input; report the output shapes.")
+def compile_(file, out, network, defines, device, run_it):
+    """Compile FILE's network to a PyTorch module: the Python source of an nn.Module that needs torch alone.
+
+    The file is written atomically: on any error (invalid spec, failed --run) nothing is written and an
+    earlier file is left as it was. Exit status: 0 written, 1 error.
+    """
+    from .backends import torch as backend
+
+    net = load_or_exit(file, network, defines)
+    try:
+        gen = backend.generate(net)
+    except SpecError as e:
+        report(e.diagnostics, e.sources, "text")
+        sys.exit(1)
+    runs = []
+    if run_it:
+        try:
+            runs.append(("eval", 1, *backend.run(net, device, batch=1, training=False, generated=gen)))
+            if len(net.outputs) > 1:  # the auxiliary outputs exist in training mode only
+                runs.append(("training", 2, *backend.run(net, device, batch=2, training=True, generated=gen)))
+        except backend.DeviceError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(1)
+        except Exception as e:  # noqa: BLE001 - a failed run of generated code: report it, write nothing
+            click.echo(f"error: the generated module failed to run on {device}: {type(e).__name__}: {e}", err=True)
+            sys.exit(1)
+    if out == "-":
+        click.echo(gen.source, nl=False)
+    else:
+        path = Path(out) if out else default_module_path(net.name)
+        try:
+            backend.write_source(path, gen.source)
+        except OSError as e:
+            click.echo(f"error: cannot write {path}: {e.strerror or e}", err=True)
+            sys.exit(1)
+        outs = ", ".join(f"{name} {fmt_shape(s)}" for name, s in net.output_shapes.items())
+        click.echo(f"wrote {path}: class {gen.class_name}, the network `{net.name}` of {file}")
+        click.echo(f"  input       {fmt_shape(net.input_shape)}")
+        click.echo(f"  outputs     {outs}")
+        click.echo(f"  parameters  {net.params:,} ({human(net.params)})")
+        click.echo(f"  MACs        {net.macs:,} ({human(net.macs)}, conv + linear)")
+        if path.suffix == ".py" and path.stem.isidentifier():
+            where = "" if str(path.parent) == "." else f" (with {path.parent} on sys.path)"
+            click.echo(f"  use         from {path.stem} import {gen.class_name}{where}")
+    for mode, batch, shapes, seconds in runs:
+        names = list(net.outputs) if mode == "training" else list(net.outputs)[:1]
+        shown = ", ".join(f"{n} {fmt_shape(s)}" for n, s in zip(names, shapes))
+        click.echo(f"ran on {device}, {mode} mode, batch {batch}: {shown} ({seconds:.2f} s)",
+                   err=out == "-")
 
 
 if __name__ == "__main__":

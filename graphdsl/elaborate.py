@@ -14,7 +14,7 @@ import networkx as nx
 
 from . import ast
 from .diagnostics import Diagnostic, Failure, Span, did_you_mean, error
-from .evaluate import POISON, Poisoned, evaluate
+from .evaluate import NO_INPUT, POISON, Poisoned, evaluate
 from .ops import REGISTRY, ArgError, Op, OpError, fmt_shape
 from .ops.linear import rank_error
 from .program import Program
@@ -129,7 +129,7 @@ class Elaborator:
                     raise error(f"network `{base.name}` has no parameter `{a.name}`" if a.name else
                                 f"network `{base.name}` takes {len(params)} parameters", a.span,
                                 help=did_you_mean(a.name or "", params, "parameters"))
-                given[name] = evaluate(a.value, dict(given), lambda: None)
+                given[name] = evaluate(a.value, dict(given), lambda: NO_INPUT)
             overrides = {**given, **overrides}
             net = base
         return net, overrides
@@ -149,7 +149,7 @@ class Elaborator:
                 values[p.name] = overrides[p.name]
             elif p.default is not None:
                 try:
-                    values[p.name] = evaluate(p.default, values, lambda: None)
+                    values[p.name] = evaluate(p.default, values, lambda: NO_INPUT)
                 except Failure as f:
                     ok = False
                     self.diagnostics.append(f.diagnostic)
@@ -186,7 +186,8 @@ class Elaborator:
                     raise error("`output` belongs in the network's own body", span,
                                 help="blocks return their last tensor; name branches and list them in the network")
                 if self.output_seen is not None:
-                    raise Failure(Diagnostic("`output` given twice", span, notes=(f"first given at {self.output_seen}",),
+                    raise Failure(Diagnostic("`output` given twice", span,
+                                             notes=(f"first given at {self.output_seen}",),
                                              help="list every output in one statement: `output a, b`"))
                 self.output_seen = span
                 self.outputs = [(name, self.tensor(name, s, ctx)) for name, s in names]
@@ -194,7 +195,7 @@ class Elaborator:
                 ctx.current = self.tensor(name, span, ctx)
             case ast.Assert(condition=cond, message=message, span=span):
                 if not self.condition(cond, ctx):
-                    raise error(message or "assertion failed", span)
+                    raise error(message or "assertion failed", cond.span)
             case ast.Let(name=name, value=value):
                 self.let(name, value, ctx)
             case ast.If(condition=cond, then=then, orelse=orelse):
@@ -224,13 +225,15 @@ class Elaborator:
                                      help="a network has one input; remove this one"))
         if self.before_input_reported:
             raise Poisoned()  # the layers before it are reported already
-        self.input_seen = stmt.span
         dims = []
-        for d in stmt.dims:
-            v = self.eval(d, ctx)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-                raise error(f"input sizes must be positive integers, got {show(v)}", d.span)
-            dims.append(v)
+        try:
+            for d in stmt.dims:
+                v = self.eval(d, ctx)
+                if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
+                    raise error(f"input sizes must be positive integers, got {show(v)}", d.span)
+                dims.append(v)
+        finally:
+            self.input_seen = stmt.span  # failed or not, the layers after it are not "before `input`"
         if len(dims) not in (1, 3):
             first, last = stmt.dims[0].span, stmt.dims[-1].span
             raise error(f"the input is CxHxW (or a flat size), got {_count(len(dims), 'size')}",
@@ -351,7 +354,8 @@ class Elaborator:
         spans: dict = {}
         positional = [a for a in args if a.name is None]
         if len(positional) > len(op.args):
-            raise error(f"`{op.name}` takes at most {_count(len(op.args), 'positional argument')}, got {len(positional)}",
+            most = _count(len(op.args), "positional argument")
+            raise error(f"`{op.name}` takes at most {most}, got {len(positional)}",
                         positional[len(op.args)].span, help=op.doc)
         for spec, a in zip(op.args, positional):
             raw[spec.name], spans[spec.name] = a.value, a.span
@@ -484,7 +488,9 @@ class Elaborator:
 
     def eval(self, expr, ctx: Ctx):
         def in_shape():
-            return None if ctx.current is None else self.graph.nodes[ctx.current]["shape"]
+            if ctx.current is None:
+                return None if self.input_seen else NO_INPUT
+            return self.graph.nodes[ctx.current]["shape"]
 
         return evaluate(expr, ctx.values, in_shape)
 

@@ -16,6 +16,7 @@ class Poisoned(Exception):
 
 
 POISON = object()  # the value of a name whose definition failed (already reported)
+NO_INPUT = object()  # what `in_shape()` returns where no tensor flows yet (network parameters, `input`)
 
 
 def _is_num(v) -> bool:
@@ -92,6 +93,9 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
 
 
 def _in_attr(attr: str, span, shape):
+    if shape is NO_INPUT:
+        raise error(f"`in.{attr}` has no tensor to read here", span,
+                    help="`in` is the tensor flowing into a layer; network parameters and `input` come before any")
     if shape is None:
         raise Poisoned()
     if attr == "rank":

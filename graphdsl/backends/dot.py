@@ -1,0 +1,272 @@
+"""Diagrams: the IR as a graphviz graph, drawn top to bottom.
+
+Nodes show the operator and its key arguments (`Op.label`), edges the tensor shape, scopes are clusters
+(`layer3.5 · bottleneck`), runs of identical blocks fold into one box (`bottleneck ×35`) and `depth`
+folds every scope below it. Colours come from the operator family (a fixed table, or a stable hash for
+families it does not know). The same IR gives the same DOT source byte for byte. No torch here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+import tempfile
+from pathlib import Path
+
+import graphviz
+import networkx as nx
+from graphviz import ExecutableNotFound
+
+from ..cli import human
+from ..ops import REGISTRY
+from ..values import show
+from .scopes import Cluster, Unit, call_text, flatten, output_node, view
+
+FORMATS = ("svg", "png", "pdf", "dot")
+INSTALL_HELP = ("install Graphviz, which provides `dot`: `apt install graphviz` (Debian, Ubuntu), "
+                "`dnf install graphviz` (Fedora), `brew install graphviz` (macOS), `conda install graphviz`, "
+                "`choco install graphviz` (Windows), or see https://graphviz.org/download/")
+
+FONT = "Helvetica,Arial,sans-serif"
+FAMILY_COLOURS = {  # fill colours, by Op.family
+    "conv": "#cfe2f3",  # blue
+    "linear": "#d9d2e9",  # violet
+    "pool": "#d9ead3",  # green
+    "norm": "#fff2cc",  # yellow
+    "activation": "#fce5cd",  # orange
+    "merge": "#f4cccc",  # red
+    "reshape": "#eeeeee",  # grey
+    "regularize": "#e8e8e8",  # grey
+}
+PALETTE = ("#d0e0e3", "#ead1dc", "#e6d8c3", "#d5e8d4", "#dae8fc", "#f8cecc", "#e1d5e7", "#fff2cc")
+FOLDED = "#dfe6f0"  # a folded scope or run of blocks
+TERMINAL = "#ffffff"  # input and outputs
+MUTED = "#555555"
+
+__all__ = ["diagram", "write", "family_colour", "ExecutableNotFound", "FORMATS", "INSTALL_HELP"]
+
+
+def family_colour(family: str) -> str:
+    """The fill colour of an operator family: from the table, else a stable hash (never Python's hash())."""
+    if family in FAMILY_COLOURS:
+        return FAMILY_COLOURS[family]
+    return PALETTE[int(hashlib.sha256(family.encode()).hexdigest(), 16) % len(PALETTE)]
+
+
+def _dims(shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+def _html(title: str, sub: str = "", sub2: str = "") -> str:
+    """An HTML-like label: the operator in bold, names and notes smaller below."""
+    text = f"<b>{html.escape(title)}</b>"
+    for line in (sub, sub2):
+        if line:
+            text += f'<br/><font point-size="9" color="{MUTED}">{html.escape(line)}</font>'
+    return f"<{text}>"
+
+
+def _local(name: str, op: str) -> str:
+    """The last part of a node id, unless it is only a position (`layer1.0.2`) or the op's name."""
+    last = name.rsplit(".", 1)[-1]
+    return "" if last.isdigit() or last == op else last
+
+
+def _figures(g: nx.DiGraph, members: list[str]) -> str:
+    params = sum(g.nodes[n].get("params", 0) for n in members)
+    macs = sum(g.nodes[n].get("macs", 0) for n in members)
+    return f"{human(params)} params · {human(macs)} MACs"
+
+
+def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> graphviz.Digraph:
+    """The diagram of an IR graph (with the figures of graphdsl.passes on its nodes)."""
+    items = view(g, depth=depth, fold_runs=not expand)
+    name = g.graph.get("name", "network")
+    dg = graphviz.Digraph(name=name)
+    params = sum(d.get("params", 0) for _, d in g.nodes(data=True))
+    macs = sum(d.get("macs", 0) for _, d in g.nodes(data=True))
+    dg.attr(rankdir="TB", ordering="out", fontname=FONT, fontsize="14", labelloc="t", labeljust="c", nodesep="0.25",
+            ranksep="0.3", newrank="true", label=_html(name, f"{params:,} parameters · {macs:,} MACs"))
+    dg.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize="11", margin="0.12,0.04",
+            height="0.3", penwidth="0.8")
+    dg.attr("edge", fontname=FONT, fontsize="9", fontcolor=MUTED, color="#666666", arrowsize="0.6", penwidth="0.9")
+
+    owner: dict[str, str] = {"input": "input"} if "input" in g else {}  # IR node -> diagram node id
+    for u in flatten(items):
+        owner.update((n, u.id) for n in u.members)
+    # Edges between diagram nodes, in the order of their targets: (from, to) -> the IR node whose tensor flows.
+    edges: dict[tuple[str, str], str] = {}
+    for v in g.nodes:
+        if v not in owner or v == "input":
+            continue
+        for u, _, _ in sorted(g.in_edges(v, data="index"), key=lambda e: e[2]):
+            a, b = owner.get(u), owner[v]
+            if a is not None and a != b:
+                edges.setdefault((a, b), u)
+
+    # Where a tensor feeds several boxes it splits at a point, drawn in the innermost cluster holding all of
+    # them: one shape label instead of several, and dot keeps the fan-out in input order (branch1 first,
+    # the residual body before its shortcut), which it does only for edges inside one cluster.
+    home: dict[str, tuple[str, ...]] = {"input": ()}  # diagram node -> path of the cluster drawn around it
+    clusters: set[tuple[str, ...]] = {()}
+
+    def locate(entries: list, at: tuple[str, ...]) -> None:
+        for item in entries:
+            if isinstance(item, Cluster):
+                clusters.add(item.scope.path)
+                locate(item.items, item.scope.path)
+            else:
+                home[item.id] = at
+
+    locate(items, ())
+    fans: dict[tuple[str, str], list[str]] = {}  # (from, tensor) -> targets
+    for (a, b), tensor in edges.items():
+        fans.setdefault((a, tensor), []).append(b)
+    points: dict[tuple[str, ...], list[str]] = {}  # cluster path -> split points drawn in it
+    routed: list[tuple[str, str, dict]] = []
+    for (a, tensor), targets in fans.items():
+        label = {"label": " " + _dims(g.nodes[tensor]["shape"])}
+        if len(targets) == 1:
+            routed.append((a, targets[0], label))
+            continue
+        paths = [home[t] for t in targets]
+        common = paths[0]
+        for p in paths[1:]:
+            k = 0
+            while k < min(len(common), len(p)) and common[k] == p[k]:
+                k += 1
+            common = common[:k]
+        while common not in clusters:
+            common = common[:-1]
+        point = f"{tensor} (split)"
+        points.setdefault(common, []).append(point)
+        routed.append((a, point, {**label, "arrowhead": "none"}))
+        routed += [(point, t, {}) for t in targets]
+
+    if "input" in g:
+        dg.node("input", _html("input"), shape="oval", fillcolor=TERMINAL,
+                tooltip=f"input {_dims(g.nodes['input']['shape'])}")
+
+    split_from = {b for a, b, _ in routed if a.endswith(" (split)")}
+    outs: dict[str, list[str]] = {}
+    fan_in: dict[str, int] = {}
+    for a, b, _ in routed:
+        outs.setdefault(a, []).append(b)
+        fan_in[b] = fan_in.get(b, 0) + 1
+
+    def lone_branch(item) -> bool:
+        """One box between a split and a merge."""
+        return (isinstance(item, Unit) and item.id in split_from and len(outs.get(item.id, [])) == 1
+                and fan_in.get(outs[item.id][0], 0) > 1)
+
+    def draw(target: graphviz.Digraph, entries: list, at: tuple[str, ...]) -> None:
+        for point in points.get(at, []):
+            target.node(point, "", shape="point", width="0.06", height="0.06", color="#666666",
+                        fillcolor="#666666", style="filled")
+        beside_clusters = any(isinstance(item, Cluster) for item in entries)
+        for item in entries:
+            if beside_clusters and lone_branch(item):
+                # dot 2.x puts a one-rank box after the clusters beside it, whatever the edge order: in an
+                # invisible cluster two ranks tall it keeps its place (branch1 left of the branch2 cluster).
+                sub = graphviz.Digraph(name=f"cluster_{item.id} (branch)")
+                sub.attr(label="", style="invis")
+                _unit(sub, item)
+                sub.node(f"{item.id} (pad)", "", style="invis", shape="point", width="0", height="0")
+                sub.edge(item.id, f"{item.id} (pad)", style="invis")
+                target.subgraph(sub)
+                continue
+            if isinstance(item, Cluster):
+                scope = item.scope
+                sub = graphviz.Digraph(name=f"cluster_{scope.name}")
+                title = scope.name + (f" · {item.label}" if item.label else "")
+                sub.attr(label=title, fontname=FONT, fontsize="10", fontcolor="#333333", labeljust="l",
+                         style="rounded", color="#aaaaaa", penwidth="0.8",
+                         tooltip=call_text(scope, limit=200) or title)
+                draw(sub, item.items, scope.path)
+                target.subgraph(sub)
+            else:
+                _unit(target, item)
+
+    def _unit(target: graphviz.Digraph, u: Unit) -> None:
+        if u.kind == "node":
+            d = g.nodes[u.id]
+            op = REGISTRY[d["op"]]
+            tip = f"{u.id}: {op.label(d['attrs'])} → {_dims(d['shape'])}"
+            if d["op"] == "add":
+                target.node(u.id, "+", shape="circle", fillcolor=family_colour(op.family), fontsize="14",
+                            width="0.3", height="0.3", margin="0", fixedsize="true", tooltip=tip)
+            else:
+                target.node(u.id, _html(op.label(d["attrs"]), _local(u.id, d["op"])),
+                            fillcolor=family_colour(op.family), tooltip=tip)
+            return
+        out = g.nodes[output_node(g, u.members)]["shape"]
+        tip = f"{u.id}: {_figures(g, u.members)} → {_dims(out)}"
+        if u.kind == "run":
+            where = f"{u.scopes[0].name} … {u.scopes[-1].name}"
+            if u.whole is not None:
+                where = f"{u.whole.name} ({where})"
+            target.node(u.id, _html(u.label, where, _figures(g, u.members)), shape="box3d", style="filled",
+                        fillcolor=FOLDED, margin="0.2,0.1", tooltip=tip)
+        else:
+            scope = u.scopes[0]
+            args = ", ".join(f"{k}={show(v)}" for k, v in scope.info.get("args", {}).items())
+            where = f"{u.id}: {args}" if args and len(args) <= 60 else u.id
+            target.node(u.id, _html(u.label or "group", where, _figures(g, u.members)), fillcolor=FOLDED,
+                        peripheries="2", tooltip=tip)
+
+    draw(dg, items, ())
+    for a, b, attrs in routed:
+        dg.edge(a, b, **attrs)
+
+    outputs = [(oname, n) for oname, n in g.graph.get("outputs", []) if n in owner]
+    if outputs:
+        with dg.subgraph(name="outputs") as sink:
+            sink.attr(rank="sink")
+            for oname, n in outputs:
+                sink.node(f"output {oname}", _html(oname), shape="oval", fillcolor=TERMINAL,
+                          tooltip=f"output {oname}: {_dims(g.nodes[n]['shape'])}")
+        for oname, n in outputs:
+            dg.edge(owner[n], f"output {oname}", label=" " + _dims(g.nodes[n]["shape"]))
+    return dg
+
+
+def format_of(path: str | os.PathLike, format: str | None = None) -> str:
+    """The output format: given, or from the file's extension."""
+    fmt = (format or Path(path).suffix.lstrip(".")).lower()
+    if fmt == "gv":
+        fmt = "dot"
+    if fmt not in FORMATS:
+        raise ValueError(f"cannot write {fmt or 'a file without extension'!r}: use one of "
+                         + ", ".join(f".{f}" for f in FORMATS))
+    return fmt
+
+
+def write(graph: graphviz.Digraph, path: str | os.PathLike, format: str | None = None) -> Path:
+    """Write the diagram (svg, png, pdf, or the DOT source) atomically: all of it or nothing.
+
+    Raises graphviz.ExecutableNotFound where the `dot` program is missing (nothing is written then).
+    """
+    fmt = format_of(path, format)
+    data = graph.source.encode("utf-8") if fmt == "dot" else graph.pipe(format=fmt)
+    write_atomic(path, data)
+    return Path(path)
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Write through a temporary file in the same folder and os.replace, so no half file is ever seen."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

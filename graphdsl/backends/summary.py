@@ -1,0 +1,258 @@
+"""The static summary: one row per layer (or per block at a depth) with shapes and figures, and totals.
+
+It reads the IR only, never runs the network and never imports torch. Memory figures assume float32,
+4 bytes a value, at batch 1.
+
+>>> import graphdsl
+>>> s = graphdsl.load("network n { input 3x32x32  c: conv(8, 3)  relu }").summary()
+>>> [(r.name, r.label, r.shape, r.params, r.macs, r.rf) for r in s.rows]
+[('c', 'conv 3×3, 8', (8, 30, 30), 224, 194400, (3, 3)), ('1', 'relu', (8, 30, 30), 0, 0, (3, 3))]
+>>> s.totals["params"], s.totals["activations"]
+(224, 14400)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import asdict, dataclass
+
+import networkx as nx
+
+from ..cli import human
+from ..ops import REGISTRY
+from .scopes import call_text, output_node, units
+
+BYTES = 4  # float32
+FORMATS = ("table", "json", "csv", "markdown")
+FIGURES = ("params", "buffers", "macs", "other_ops", "activations")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One layer, or one block folded at the depth asked."""
+
+    name: str
+    op: str  # the registry key, or the block name / "group" for a folded scope
+    label: str  # `conv 11×11, 96, /4`, `bottleneck(planes=64, stride=1)`
+    shape: tuple[int, ...]
+    params: int
+    buffers: int
+    macs: int
+    other_ops: int
+    activations: int  # values of this row's outputs (every layer inside a folded scope)
+    rf: tuple[int, int]
+    jump: tuple[int, int]
+    inputs: tuple[str, ...]  # the rows that feed this one ("input" for the network input)
+
+    @property
+    def activation_bytes(self) -> int:
+        return self.activations * BYTES
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.update(shape=list(self.shape), rf=list(self.rf), jump=list(self.jump), inputs=list(self.inputs),
+                 activation_bytes=self.activation_bytes)
+        return d
+
+
+def rows(g: nx.DiGraph, depth: int | None = None) -> list[Row]:
+    """The rows of the summary, in graph order. Needs the figures of graphdsl.passes on the nodes."""
+    found = units(g, depth)
+    owner = {n: u.id for u in found for n in u.members}
+    out = []
+    for u in found:
+        members = set(u.members)
+        feeds: dict[str, None] = {}
+        for n in u.members:
+            for p, _, _ in sorted(g.in_edges(n, data="index"), key=lambda e: e[2]):
+                if p not in members:
+                    feeds[owner.get(p, p)] = None
+        if u.kind == "node":
+            d = g.nodes[u.id]
+            op, label = d["op"], REGISTRY[d["op"]].label(d["attrs"])
+        else:
+            scope = u.scopes[0]
+            op = scope.info.get("block", "group") if scope.kind == "block" else "group"
+            label = _scope_label(scope, u)
+        last = g.nodes[output_node(g, u.members)]
+        sums = {k: sum(g.nodes[n][k] for n in u.members) for k in FIGURES}
+        out.append(Row(u.id, op, label, tuple(last["shape"]), **sums, rf=tuple(last["rf"]),
+                       jump=tuple(last["jump"]), inputs=tuple(feeds)))
+    return out
+
+
+def _scope_label(scope, unit) -> str:
+    return call_text(scope) or unit.label or "group"
+
+
+def totals(g: nx.DiGraph) -> dict:
+    """The network's totals: raw integers, bytes for memory."""
+    t = {k: sum(d.get(k, 0) for _, d in g.nodes(data=True)) for k in FIGURES}
+    t.update(layers=sum(1 for _, d in g.nodes(data=True) if d["op"] != "input"),
+             param_bytes=t["params"] * BYTES, buffer_bytes=t["buffers"] * BYTES,
+             activation_bytes=t["activations"] * BYTES)
+    return t
+
+
+def human_bytes(n: int) -> str:
+    """1234567 -> 1.2 MB (decimal units)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+def both(n: int) -> str:
+    """138357544 -> 138,357,544 (138.4M); small numbers once."""
+    return f"{n:,} ({human(n)})" if n >= 1000 else f"{n:,}"
+
+
+def dims(pair) -> str:
+    """(7, 7) -> 7; (7, 3) -> 7×3."""
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}×{pair[1]}"
+
+
+def fmt_shape(shape) -> str:
+    return "×".join(str(d) for d in shape)
+
+
+class Summary:
+    """The summary of a network (possibly partial: the nodes elaborated before an error)."""
+
+    def __init__(self, g: nx.DiGraph, depth: int | None = None, partial: bool = False):
+        self.graph = g
+        self.depth = depth
+        self.partial = partial  # the graph stops at an error: say so
+        self.rows = rows(g, depth)
+        self.totals = totals(g)
+
+    @property
+    def name(self) -> str:
+        return self.graph.graph.get("name", "")
+
+    # ---- plain data ------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        g = self.graph.graph
+        return {
+            "network": self.name,
+            "input": list(g["input_shape"]) if "input_shape" in g else None,
+            "outputs": {name: list(self.graph.nodes[n]["shape"]) for name, n in g.get("outputs", [])},
+            "depth": self.depth,
+            "partial": self.partial,
+            "bytes_per_value": BYTES,
+            "rows": [r.to_json() for r in self.rows],
+            "totals": self.totals,
+        }
+
+    def json(self) -> str:
+        return json.dumps(self.to_json(), indent=2, ensure_ascii=False)
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["name", "op", "label", "shape", *FIGURES, "activation_bytes", "rf_h", "rf_w", "jump_h",
+                    "jump_w", "inputs"])
+        for r in self.rows:
+            w.writerow([r.name, r.op, r.label, "x".join(map(str, r.shape)), r.params, r.buffers, r.macs, r.other_ops,
+                        r.activations, r.activation_bytes, *r.rf, *r.jump, " ".join(r.inputs)])
+        return buf.getvalue()
+
+    # ---- for people ----------------------------------------------------------------------------
+
+    WIDE = 1_000  # the table keeps its natural width; nothing wraps below this
+    HEADERS = ("Layer", "Operator", "Output", "Params", "MACs", "Act. memory", "RF", "Stride", "From")
+    LEGEND = ("MACs: conv + linear multiply-accumulates. Act. memory: the row's outputs, float32, batch 1.\n"
+              "RF: receptive field. Stride: cumulative stride. "
+              "From: the rows that feed this one (blank: the row above).")
+
+    def cells(self) -> list[tuple[str, ...]]:
+        """The table's text: `From` is left blank where a row takes just the row above."""
+        out = []
+        previous = "input"
+        for r in self.rows:
+            source = "" if r.inputs == (previous,) else ", ".join(r.inputs)
+            out.append((r.name, r.label, fmt_shape(r.shape), f"{r.params:,}", f"{r.macs:,}",
+                        human_bytes(r.activation_bytes), dims(r.rf), dims(r.jump), source))
+            previous = r.name
+        return out
+
+    def total_lines(self) -> list[tuple[str, str]]:
+        t = self.totals
+        buffers = f"{t['buffers']:,} in buffers (BN running statistics)" if t["buffers"] else "no buffers"
+        extra = f" + {human_bytes(t['buffer_bytes'])} of buffers" if t["buffers"] else ""
+        return [
+            ("Parameters", f"{both(t['params'])} trainable; {buffers}"),
+            ("Parameter memory", f"{human_bytes(t['param_bytes'])}{extra}, float32"),
+            ("MACs", f"{both(t['macs'])}, conv + linear multiply-accumulates"),
+            ("Other ops", f"{both(t['other_ops'])}, pooling, norm, activations, adds, biases; not in MACs"),
+            ("Activation memory", f"{human_bytes(t['activation_bytes'])} ({t['activations']:,} values), every layer's "
+                                  "output in one forward pass, batch 1, float32"),
+        ]
+
+    def caption(self) -> str:
+        g = self.graph.graph
+        shape = fmt_shape(g["input_shape"]) if "input_shape" in g else "?"
+        at = f", depth {self.depth}" if self.depth is not None else ""
+        cut = " (PARTIAL: the layers before the first error)" if self.partial else ""
+        return f"{self.name}: input {shape}, {self.totals['layers']:,} layers{at}{cut}"
+
+    def renderable(self):
+        """The summary as rich renderables (a table of rows and a grid of totals)."""
+        from rich import box
+        from rich.console import Group
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(box=box.SIMPLE_HEAD, title=self.caption(), title_justify="left", pad_edge=False)
+        right = {"Params", "MACs", "Act. memory", "RF", "Stride"}
+        for h in self.HEADERS:
+            table.add_column(h, justify="right" if h in right else "left", no_wrap=True)
+        for cells in self.cells():
+            table.add_row(*(Text(c) for c in cells))  # Text: a `[` in a label is no rich markup
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(no_wrap=True)
+        for k, v in self.total_lines():
+            grid.add_row(Text(k), Text(v))
+        return Group(table, Text(self.LEGEND, style="dim"), Text(""), grid)
+
+    def table(self) -> str:
+        """Plain text, as wide as the table needs (never wrapped to a terminal)."""
+        from rich.console import Console
+
+        console = Console(file=io.StringIO(), width=self.WIDE, color_system=None, force_terminal=False,
+                          legacy_windows=False, emoji=False, highlight=False, markup=False)
+        console.print(self.renderable(), crop=False)
+        text = console.file.getvalue()
+        return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+
+    def markdown(self) -> str:
+        def esc(s: str) -> str:
+            return s.replace("|", "\\|")
+
+        right = {"Params", "MACs", "Act. memory", "RF", "Stride"}
+        lines = [f"**{esc(self.caption())}**", "",
+                 "| " + " | ".join(self.HEADERS) + " |",
+                 "|" + "|".join("---:" if h in right else "---" for h in self.HEADERS) + "|"]
+        lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in self.cells()]
+        lines += ["", self.LEGEND, "", "| Total | |", "|---|---|"]
+        lines += [f"| {k} | {esc(v)} |" for k, v in self.total_lines()]
+        return "\n".join(lines) + "\n"
+
+    def format(self, fmt: str = "table") -> str:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown summary format {fmt!r}; one of {', '.join(FORMATS)}")
+        return {"table": self.table, "json": self.json, "csv": self.csv, "markdown": self.markdown}[fmt]()
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+
+def summary(g: nx.DiGraph, depth: int | None = None) -> Summary:
+    return Summary(g, depth)

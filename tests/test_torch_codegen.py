@@ -1,0 +1,404 @@
+"""The PyTorch code generator (graphdsl.backends.torch): golden files, the shape of the generated code,
+names, determinism, and the `graphdsl compile` command. Nothing here imports torch: generating code
+must not need it (tests/test_torch_module.py runs the code).
+
+The golden files are tests/golden/torch/<name>.py. After a deliberate change of the generated code:
+
+    GRAPHDSL_REGEN=1 pytest tests/test_torch_codegen.py
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+
+import graphdsl
+from graphdsl.backends.torch import MODULE_ATTRS, Namespace, camel, comment, docstring, generate
+from graphdsl.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = ROOT / "tests" / "golden" / "torch"
+REGEN = os.environ.get("GRAPHDSL_REGEN") == "1"
+
+SMALL = '''
+"""A small network for the golden file: every kind of scope the generator tells apart."""
+
+block unit(c, stride = 1) {
+    """conv, batch norm, ReLU."""
+    conv: conv(c, 3, stride=stride, pad=1, bias=false)
+    bn: bn
+    relu(inplace=true)
+}
+
+block res(c) {
+    residual { a: unit(c)  b: conv(c, 3, pad=1)  bn } shortcut if in.channels != c { proj: conv(c, 1) }
+    relu
+}
+
+network small(num_classes = 10) {
+    """Small but complete: blocks, a labelled repeat, branches, an auxiliary output."""
+    input 3x32x32
+    stem: unit(16, stride=2)
+    body: [res(24), res(24) * 2]
+    branches: concat { p: maxpool(3, stride=1, pad=1)  q: [conv(8, 1), relu] }
+    head = [avgpool(global), flatten, linear(5)]
+    pool: avgpool(adaptive=1)
+    flatten
+    dropout(0.2)
+    fc: linear(num_classes)
+    output fc, head
+}
+'''
+
+GOLDEN_SPECS = {
+    "small": SMALL,
+    "resnet18": "specs/resnet18.cnn",
+    "googlenet": "specs/googlenet.cnn",
+    "cifar_resnet20": "specs/cifar/resnet20.cnn",
+}
+
+
+def spec(name: str) -> str:
+    text = GOLDEN_SPECS[name]
+    if "\n" in text:
+        return text
+    path = ROOT / text
+    if not path.exists():
+        pytest.skip(f"{text} is not in the spec library yet")
+    return str(path)
+
+
+def source(text: str, **overrides) -> str:
+    return graphdsl.load(text, **overrides).source()
+
+
+def net(body: str, params: str = "") -> str:
+    return f"network n{params} {{\n{body}\n}}"
+
+
+# ---- golden files ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_SPECS))
+def test_golden(name):
+    text = graphdsl.load(spec(name)).source()
+    golden = GOLDEN / f"{name}.py"
+    if REGEN:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert golden.exists(), f"no golden file {golden}; run GRAPHDSL_REGEN=1 pytest {__file__}"
+    assert text == golden.read_text(encoding="utf-8")
+
+
+def test_goldens_are_lint_clean():
+    """The generated code passes the project's own linter (the same rules as graphdsl itself)."""
+    ruff = Path(sys.executable).parent / "ruff"
+    if not ruff.exists():
+        pytest.skip("ruff is not installed")
+    files = sorted(GOLDEN.glob("*.py"))
+    assert files
+    result = subprocess.run([str(ruff), "check", "--no-cache", "--isolated", "--line-length", "120",
+                             "--select", "E,F,W,I,B,UP", *map(str, files)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generation_is_deterministic_across_processes():
+    """Same spec, same bytes, whatever the hash seed of the process."""
+    path = spec("resnet18") if (ROOT / "specs/resnet18.cnn").exists() else None
+    code = ("import graphdsl, sys; from tests.test_torch_codegen import SMALL; "
+            f"sys.stdout.write(graphdsl.load({path!r} or SMALL).source())")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert outs == {graphdsl.load(path or SMALL).source()}
+
+
+def test_generating_source_does_not_import_torch():
+    code = """
+import sys
+import graphdsl
+from click.testing import CliRunner
+from graphdsl.cli import main
+from tests.test_torch_codegen import SMALL
+net = graphdsl.load(SMALL)
+assert "class Small(nn.Module)" in net.source()
+result = CliRunner().invoke(main, ["compile", "specs/googlenet.cnn", "-o", "-"])
+assert result.exit_code == 0 or "no such file" in result.output, result.output
+bad = [m for m in sys.modules if m == "torch" or m.startswith("torch.")]
+assert not bad, bad[:5]
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+# ---- what the code looks like ---------------------------------------------------------------------------
+
+
+def test_forward_lines_carry_static_shapes():
+    text = source(SMALL)
+    forward = text.split("class Small(nn.Module):")[1].split("def forward(self, x):")[1]
+    steps = [line for line in forward.splitlines() if " = " in line]
+    assert len(steps) == 9 and all("  # N x " in line for line in steps)
+    assert "x = self.fc(x)  # N x 10" in " ".join(forward.split()).replace(" # ", "  # ")
+
+
+def test_sequential_for_plain_chains_and_classes_for_blocks():
+    text = source(net("input 3x16x16\nfeatures: [conv(8, 3, pad=1), relu(inplace=true), maxpool(2)]\n"
+                      "layer: [c: conv(8, 1), bn]\nflatten\nclassifier: [linear(10)]"))
+    assert "self.features = nn.Sequential(\n            nn.Conv2d(3, 8, kernel_size=3, padding=1)," in text
+    assert "nn.ReLU(inplace=True)" in text and "nn.MaxPool2d(kernel_size=2)" in text
+    assert "self.layer = nn.Sequential(OrderedDict([\n            ('c', nn.Conv2d(8, 8, kernel_size=1))," in text
+    assert "from collections import OrderedDict" in text
+    assert "x = torch.flatten(x, 1)" in text
+
+
+def test_positional_names_in_classes_use_add_module():
+    text = source(net("input 3x8x8\nb: [conv(4, 3), relu, x = conv(4, 1), add(x, x)]"))
+    assert "self.add_module('0', nn.Conv2d(3, 4, kernel_size=3))" in text
+    assert "getattr(self, '0')(x)" in text
+
+
+def test_identical_blocks_share_a_class_and_literals_that_differ_become_parameters():
+    text = source("block blk(width) { conv1: conv(width, 3, pad=1)  bn1: bn  relu }\n"
+                  + net("input 3x8x8\nfor c in [8, 16, 32] { conv(c, 1)  blk(c) * 2 }"))
+    assert text.count("class Blk(") == 1 and "class Blk2" not in text
+    assert "def __init__(self, width) -> None:" in text
+    assert "self.conv1 = nn.Conv2d(width, width, kernel_size=3, padding=1)" in text
+    assert "self.add_module('1', Blk(8))" in text and "self.add_module('8', Blk(32))" in text
+
+
+def test_class_parameters_follow_the_block_arguments_and_input_channels():
+    text = source(spec("resnet18")) if (ROOT / "specs/resnet18.cnn").exists() else pytest.skip("no resnet18")
+    classes = [n.name for n in ast.parse(text).body if isinstance(n, ast.ClassDef)]
+    assert classes == ["BasicBlock", "BasicBlock2", "Resnet18"]
+    assert "def __init__(self, planes) -> None:" in text
+    assert "def __init__(self, in_channels, planes) -> None:" in text
+    assert "BasicBlock2(64, 128)," in text
+
+
+def test_auxiliary_outputs_only_in_training():
+    text = source(SMALL)
+    assert "        if self.training:\n            head = self.head(x)" in text
+    assert "        if self.training:\n            return x, head\n        return x" in text
+    assert "In eval mode `forward` computes and returns the main output alone" in text
+
+
+def test_doc_strings_become_docstrings():
+    tree = ast.parse(source(SMALL))
+    docs = {n.name: ast.get_docstring(n) for n in tree.body if isinstance(n, ast.ClassDef)}
+    assert docs["Unit"] == "conv, batch norm, ReLU."
+    assert docs["Small"].startswith("Small but complete: blocks, a labelled repeat, branches, an auxiliary output.")
+    assert "Input N x 3 x 32 x 32; main output `fc` N x 10; auxiliary outputs `head` N x 5." in docs["Small"]
+    assert ast.get_docstring(tree).startswith("PyTorch module of the network `small`")
+
+
+def test_inplace_only_where_the_input_is_not_needed_elsewhere():
+    # the relu reads `c`, which the add reads too: in place would change the add's input
+    text = source(net("input 3x8x8\nc: conv(4, 1)\nt = relu(inplace=true)\nadd(t, c)"))
+    assert "self.t = nn.ReLU()" in text and "inplace=True" not in text
+    text = source(net("input 3x8x8\nc: conv(4, 1)\nrelu(inplace=true)"))
+    assert "x = F.relu(x, inplace=True)" in text
+    text = source(net("input 3x8x8\nrelu(inplace=true)"))
+    assert "x = F.relu(x)" in text  # never in place on the caller's input
+
+
+def test_n_ary_add_and_concat():
+    text = source(net("input 3x8x8\na: conv(4, 1)\nb: conv(4, 1)\nc: conv(4, 1)\nadd(a, b, c)\nconcat(a, c)"))
+    assert " + " in text and "torch.cat([" in text
+
+
+def test_functional_forms_of_unlabelled_ops():
+    text = source(net("input 16x8x8\nsubsample(2)\npad_channels(32)\nlrn(5)\nmaxpool(global)\nflatten\n"
+                      "dropout(0.3)\nsoftmax"))
+    for expected in ("x[:, :, ::2, ::2]", "F.pad(x, (0, 0, 0, 0, 8, 8))", "F.local_response_norm(x, 5)",
+                     "F.adaptive_max_pool2d(x, (1, 1))", "F.dropout(x, p=0.3, training=self.training)",
+                     "F.softmax(x, dim=1)"):
+        assert expected in text
+
+
+def test_labelled_parameter_free_ops_are_modules_like_torchvision():
+    text = source(net("input 3x8x8\nrelu: relu(inplace=true)\nmaxpool: maxpool(3, stride=2, pad=1)\n"
+                      "avgpool: avgpool(adaptive=1)"))
+    assert "self.relu = nn.ReLU(inplace=True)" in text
+    assert "self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)" in text
+    assert "self.avgpool = nn.AdaptiveAvgPool2d((1, 1))" in text
+
+
+def test_reserved_module_names_are_diagnostics():
+    with pytest.raises(graphdsl.SpecError) as e:
+        source(net("input 3x8x8\nforward: conv(4, 3)\ntraining: [conv(4, 1)]"))
+    messages = [d.message for d in e.value.diagnostics]
+    assert any("`forward` cannot name a layer in PyTorch" in m for m in messages)
+    assert any("`training` cannot name a scope in PyTorch" in m for m in messages)
+    assert all(d.span is not None for d in e.value.diagnostics)
+    # parameter-free: computed functionally, no module needed
+    assert "F.relu(x)" in source(net("input 3x8x8\nforward: relu"))
+    # a Sequential cannot hold `append`: the group becomes a class
+    assert "self.append = nn.Conv2d" in source(net("input 3x8x8\ng: [append: conv(4, 1)]"))
+
+
+def test_ops_without_lowering_are_diagnostics():
+    from graphdsl.ops import REGISTRY, Op, register
+
+    class Mystery(Op):
+        name = "mystery_op_for_test"
+        family = "reshape"
+
+    register(Mystery)
+    try:
+        with pytest.raises(graphdsl.SpecError, match="has no PyTorch lowering"):
+            source(net("input 3x8x8\nmystery_op_for_test"))
+    finally:
+        del REGISTRY["mystery_op_for_test"]
+
+
+def test_custom_ops_lower_through_the_registry():
+    from graphdsl.ops import REGISTRY, Op, register
+
+    class Double(Op):
+        name = "double_for_test"
+        family = "reshape"
+        torch_imports = ("import math",)
+
+        def torch_call(self, a, args, ins):
+            return f"torch.mul({args[0]}, 2)"
+
+    register(Double)
+    try:
+        text = source(net("input 3x8x8\ndouble_for_test"))
+        assert "x = torch.mul(x, 2)" in text and "import math" in text
+    finally:
+        del REGISTRY["double_for_test"]
+
+
+# ---- identifiers and escaping ------------------------------------------------------------------------
+
+
+def test_namespace():
+    ns = Namespace()
+    assert [ns.claim(n) for n in ("x", "x", "class", "self", "torch", "F", "print", "0", "__foo", "a-b")] == [
+        "x", "x_2", "class_", "self_", "torch_", "F_", "print_", "v_0", "foo", "a_b"]
+    classes = Namespace(sep="")
+    assert [classes.claim(n) for n in ("Block", "Block", "Resnet18", "Resnet18", "None")] == [
+        "Block", "Block2", "Resnet18", "Resnet18_2", "None_"]
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=30))
+def test_namespace_claims_only_safe_identifiers(base):
+    name = Namespace().claim(base)
+    assert name.isidentifier() and name.isascii() and not name.startswith("__")
+    import builtins
+    import keyword
+
+    assert not keyword.iskeyword(name) and not keyword.issoftkeyword(name) and name not in dir(builtins)
+
+
+def test_camel():
+    assert [camel(n) for n in ("basic_conv", "resnet18", "ResNet", "__import__", "_")] == [
+        "BasicConv", "Resnet18", "ResNet", "Import", ""]
+
+
+@given(st.text(max_size=80), st.sampled_from(["", "    "]))
+def test_docstring_literal_round_trips(text, indent):
+    code = "\n".join(docstring(text, indent))
+    if indent:
+        tree = ast.parse("class C:\n" + code + "\n    pass\n")
+        value = ast.get_docstring(tree.body[0], clean=False)
+    else:
+        value = ast.literal_eval(code)
+        assert not code.splitlines() or code.splitlines()[0].startswith('"""')
+    assert inspect.cleandoc(value) == inspect.cleandoc(inspect.cleandoc(text).replace("\r\n", "\n"))
+    assert all(line == line.rstrip() for line in code.splitlines())  # no trailing whitespace
+
+
+@given(st.text(max_size=80))
+def test_comments_stay_on_one_line(text):
+    c = comment(text)
+    assert len(("#" + c + "\n").splitlines()) == 1 and all(ch.isprintable() for ch in c)
+
+
+def test_module_attrs_list_is_a_frozen_set_of_identifiers():
+    assert "forward" in MODULE_ATTRS and "training" in MODULE_ATTRS and "conv1" not in MODULE_ATTRS
+
+
+# ---- graphdsl compile ---------------------------------------------------------------------------------------
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_compile_writes_the_module_and_says_where(tmp_path, monkeypatch):
+    spec_path = write(tmp_path, "small.cnn", SMALL)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["compile", str(spec_path)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("wrote small.py: class Small, the network `small` of ")
+    assert "parameters" in result.output and "from small import Small" in result.output
+    assert (tmp_path / "small.py").read_text() == graphdsl.load(SMALL).source()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.cnn", "small.py"]  # no temporary files left
+
+
+def test_compile_output_option_overrides_and_network(tmp_path):
+    spec_path = write(tmp_path, "two.cnn", "network a { input 3x8x8 relu }\nnetwork b(c = 4) { input 3x8x8 conv(c, 1) }")
+    out = tmp_path / "b_net.py"
+    result = CliRunner().invoke(main, ["compile", str(spec_path), "-n", "b", "-D", "c=6", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "nn.Conv2d(3, 6, kernel_size=1)" in out.read_text()
+    assert "Network parameters: c=6." in out.read_text()
+
+
+def test_compile_to_stdout(tmp_path):
+    spec_path = write(tmp_path, "s.cnn", SMALL)
+    result = CliRunner().invoke(main, ["compile", str(spec_path), "-o", "-"])
+    assert result.exit_code == 0
+    assert result.output == graphdsl.load(SMALL).source()
+
+
+def test_compile_never_writes_on_error_and_keeps_the_earlier_file(tmp_path):
+    out = write(tmp_path, "out.py", "# the earlier file\n")
+    for text in ("network n { input 3x8x8 conv(4, 9) }",  # invalid spec
+                 "network n { input 3x8x8 forward: conv(4, 1) }",  # valid, but not expressible in PyTorch
+                 "network n { input 3x8x8 conv(4, "):  # syntax error
+        spec_path = write(tmp_path, "bad.cnn", text)
+        result = CliRunner().invoke(main, ["compile", str(spec_path), "-o", str(out)])
+        assert result.exit_code == 1
+        assert "error" in result.output and "Traceback" not in result.output
+        assert out.read_text() == "# the earlier file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.cnn", "out.py"]
+
+
+def test_compile_into_a_missing_folder_is_an_error_not_a_traceback(tmp_path):
+    spec_path = write(tmp_path, "s.cnn", SMALL)
+    result = CliRunner().invoke(main, ["compile", str(spec_path), "-o", str(tmp_path / "nope" / "s.py")])
+    assert result.exit_code == 1 and result.output.startswith("error: cannot write")
+    assert isinstance(result.exception, SystemExit)
+
+
+def test_default_file_names_do_not_shadow_modules(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, expected in (("torch", "torch_model.py"), ("copy", "copy_model.py"), ("resnet", "resnet.py")):
+        spec_path = write(tmp_path, "n.cnn", f"network {name} {{ input 3x8x8 relu }}")
+        result = CliRunner().invoke(main, ["compile", str(spec_path)])
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith(f"wrote {expected}:")
+
+
+def test_compile_command_runs_as_a_program(tmp_path):
+    spec_path = write(tmp_path, "s.cnn", SMALL)
+    result = subprocess.run([sys.executable, "-m", "graphdsl.cli", "compile", str(spec_path), "-o",
+                             str(tmp_path / "s.py")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "s.py").exists()

@@ -206,15 +206,22 @@ class Elaborator:
                     self.body(body, ctx)
             case ast.Labeled(label=label, item=item, label_span=lspan):
                 ctx.scope.claim(label, lspan)
-                ctx.tensors[label] = None  # unknown, not undefined, if the item fails: no cascade
-                ctx.current = self.item(item, ctx, label)
-                ctx.tensors[label] = ctx.current
+                ctx.current = self.named_item(label, item, ctx)
             case ast.Bind(name=name, item=item, name_span=nspan):
                 ctx.scope.claim(name, nspan)
-                ctx.tensors[name] = None
-                ctx.tensors[name] = self.item(item, ctx.fork(ctx.current), name)
+                self.named_item(name, item, ctx.fork(ctx.current))
             case _:
                 ctx.current = self.item(stmt, ctx, None)
+
+    def named_item(self, name: str, item, ctx: Ctx) -> str | None:
+        """An item whose output tensor gets a name; a failed one leaves the name unknown, not undefined,
+        so that its uses stay silent."""
+        try:
+            ctx.tensors[name] = self.item(item, ctx, name)
+        except (Failure, Poisoned):
+            ctx.tensors[name] = None
+            raise
+        return ctx.tensors[name]
 
     def input(self, stmt: ast.Input, ctx: Ctx) -> None:
         if not ctx.root:

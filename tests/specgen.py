@@ -153,6 +153,9 @@ SIGNATURES = {
     "avgpool": ("kernel", "stride", "pad", "ceil", "count_include_pad", "adaptive"),
     "bn": ("eps", "momentum", "affine"),
     "lrn": ("size", "alpha", "beta", "k"),
+    "relu": ("inplace",),
+    "relu6": ("inplace",),
+    "silu": ("inplace",),
     "leaky_relu": ("slope", "inplace"),
     "elu": ("alpha", "inplace"),
     "dropout": ("p",),
@@ -500,7 +503,7 @@ class Gen:
         if keep:
             pad = "same" if self.bool(0.3) else None
         else:
-            pad = "same" if self.bool(0.12) and (edge or stride == 1) else None
+            pad = "same" if self.bool(0.25 if edge else 0.12) and (edge or stride == 1) else None
         kernels, pads = [], []
         for n in (h, w):
             if pad == "same":
@@ -609,6 +612,8 @@ class Gen:
             args["slope"] = 0.2
         if name == "elu" and self.bool():
             args["alpha"] = 0.5
+        if name in ("relu", "relu6", "leaky_relu", "elu", "silu") and self.bool(0.3):
+            args["inplace"] = True  # the IR computes out of place; the backend may only honour it when safe
         return Layer(name, args, npos=self.pick([1, 0]))
 
     def bn(self):
@@ -623,8 +628,11 @@ class Gen:
 
     def image_layer(self, s, keep=False):
         edge = self.edge and self.bool(0.5)
-        kind = self.pick(["conv", "conv", "conv", "pool", "pool", "bn", "act", "act", "lrn", "dropout",
-                          "identity", "subsample", "pad_channels", "global"] + (["conv", "pool", "pool"] if edge else []))
+        kinds = ["conv", "conv", "conv", "pool", "pool", "bn", "act", "act", "lrn", "dropout", "identity", "subsample",
+                 "pad_channels", "global"]
+        kind = self.pick(kinds + (["conv", "pool", "pool", "flatten"] if edge else []))
+        if kind == "flatten":  # edge mode: what follows may be an image op on flat features
+            return Layer("flatten")
         if kind == "conv":
             return self.conv(s, keep, edge)
         if kind == "pool":

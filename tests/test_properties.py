@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import example, given, note
+import re
+
+from hypothesis import event, example, given, note
 from specgen import (
     IntentionalDifference,
     Layer,
@@ -162,6 +164,35 @@ def test_macs_equal_flop_counter(net):
         assert flops(module, torch.randn(1, *g.input_shape)) == 2 * g.macs
 
 
+@needs_backend
+@given(net=networks())
+def test_compiled_module_computes_what_the_reference_computes(net):
+    """With the same weights, the compiled module and the reference interpreter give the same main
+    output (eval, batch 2): concat order, residual and shortcut wiring, pad_channels' split,
+    subsample's phase, `inplace=true` where the input is still needed elsewhere..."""
+    g = load(net)
+    module = compiled(g)
+    reference, _ = run_reference(net)  # makes the reference's modules, in execution order
+    with_state = [m for m in reference.made if any(True for _ in m.parameters()) or any(True for _ in m.buffers())]
+    nodes = [n for n, d in g.graph.nodes(data=True) if d["op"] != "input" and (d["params"] or d["buffers"])]
+    assert len(with_state) == len(nodes), (len(with_state), nodes)
+    for m in module.modules():  # non-trivial running statistics, so that eval-mode BN does something
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    for n, ref in zip(nodes, with_state):
+        target = module.get_submodule(n)
+        assert type(target) is type(ref), (n, type(target), type(ref))
+        ref.load_state_dict(target.state_dict(), strict=True)
+    x = torch.randn(2, *g.input_shape)
+    with torch.no_grad():
+        want = reference(x.clone())[0]
+        got = module(x.clone())
+    got = got[0] if isinstance(got, tuple) else got
+    scale = want.abs().max().clamp_min(1e-3)
+    assert ((got - want).abs().max() / scale).item() <= 1e-4
+
+
 # ---- valid networks against the reference interpreter (no backend needed) ---------------------------
 
 
@@ -197,13 +228,19 @@ def test_checker_accepts_exactly_what_torch_runs(net):
         refused = None
     except IntentionalDifference as e:
         assert error is not None, f"graphdsl accepts a documented refusal: {e}"
+        event("intentional difference")
         return
     except TORCH_REFUSES as e:
         refused = e
+    event("graphdsl " + ("accepts" if error is None else "refuses") + ", torch " + ("refuses" if refused else "runs"))
+    if error is not None:  # which rule: the message without its numbers and names
+        first = error.diagnostics[0].message
+        event("graphdsl: " + re.sub(r"`[^`]*`|\d+(x\d+)*", "_", first.split(" (")[0])[:70])
     if error is not None and refused is None:
         bug = known_disagreement(net, error)
         if bug is not None:
             note(f"known graphdsl bug: {bug}")
+            event(f"known graphdsl bug: {bug}")
             return
         raise AssertionError(f"graphdsl refuses what torch runs:\n{error.render()}")
     if error is None and refused is not None:

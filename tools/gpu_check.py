@@ -223,7 +223,8 @@ def main(argv=None) -> int:
     batch = args.batch or (2 if quick else 64)
     steps = args.steps or (2 if quick else 15)
     torch.manual_seed(0)
-    where = torch.cuda.get_device_name(device) if device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
+    cuda = device.startswith("cuda")
+    where = torch.cuda.get_device_name(device) if cuda else f"CPU, {torch.get_num_threads()} threads"
     print(f"gpu_check: torch {torch.__version__}, torchvision {torchvision.__version__}, {device} ({where})"
           f"{', quick' if quick else ''}")
     table = Table()

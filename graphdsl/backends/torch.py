@@ -399,6 +399,8 @@ class Generator:
                     box.ins.append(p)
         box.outs = [m for m in box.members
                     if m in self.output_set or any(s not in inside for s in self.g.successors(m))]
+        if not box.outs:  # a result nothing reads: still computed, as the IR counts it
+            box.outs = [box.members[-1]]
 
     # ---- decisions -------------------------------------------------------------------------------------
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 
 from .diagnostics import Diagnostic, SpecError
+from .ops.base import fmt_shape
+from .units import human
 
 
 def parse_define(text: str):
@@ -34,18 +36,6 @@ def parse_define(text: str):
 
 def _defines(ctx, param, values):
     return dict(parse_define(v) for v in values)
-
-
-def fmt_shape(shape) -> str:
-    return "x".join(str(d) for d in shape)
-
-
-def human(n: float) -> str:
-    """138357544 -> 138.4M."""
-    for unit, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if abs(n) >= scale:
-            return f"{n / scale:.1f}{unit}"
-    return str(n)
 
 
 network_option = click.option("--network", "-n", default=None,

@@ -18,8 +18,9 @@ import graphviz
 import networkx as nx
 from graphviz import ExecutableNotFound
 
-from ..cli import human
 from ..ops import REGISTRY
+from ..ops.base import fmt_shape
+from ..units import TIMES, human
 from ..values import show
 from .scopes import Cluster, Unit, call_text, flatten, output_node, view
 
@@ -52,10 +53,6 @@ def family_colour(family: str) -> str:
     if family in FAMILY_COLOURS:
         return FAMILY_COLOURS[family]
     return PALETTE[int(hashlib.sha256(family.encode()).hexdigest(), 16) % len(PALETTE)]
-
-
-def _dims(shape) -> str:
-    return "×".join(str(d) for d in shape)
 
 
 def _html(title: str, sub: str = "", sub2: str = "") -> str:
@@ -126,7 +123,7 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
     points: dict[tuple[str, ...], list[str]] = {}  # cluster path -> split points drawn in it
     routed: list[tuple[str, str, dict]] = []
     for (a, tensor), targets in fans.items():
-        label = {"label": " " + _dims(g.nodes[tensor]["shape"])}
+        label = {"label": " " + fmt_shape(g.nodes[tensor]["shape"], TIMES)}
         if len(targets) == 1:
             routed.append((a, targets[0], label))
             continue
@@ -146,7 +143,7 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
 
     if "input" in g:
         dg.node("input", _html("input"), shape="oval", fillcolor=TERMINAL,
-                tooltip=f"input {_dims(g.nodes['input']['shape'])}")
+                tooltip=f"input {fmt_shape(g.nodes['input']['shape'], TIMES)}")
 
     split_from = {b for a, b, _ in routed if a.endswith(" (split)")}
     outs: dict[str, list[str]] = {}
@@ -192,7 +189,7 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
         if u.kind == "node":
             d = g.nodes[u.id]
             op = REGISTRY[d["op"]]
-            tip = f"{u.id}: {op.label(d['attrs'])} → {_dims(d['shape'])}"
+            tip = f"{u.id}: {op.label(d['attrs'])} → {fmt_shape(d['shape'], TIMES)}"
             if d["op"] == "add":
                 target.node(u.id, "+", shape="circle", fillcolor=family_colour(op.family), fontsize="14",
                             width="0.3", height="0.3", margin="0", fixedsize="true", tooltip=tip)
@@ -201,7 +198,7 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
                             fillcolor=family_colour(op.family), tooltip=tip)
             return
         out = g.nodes[output_node(g, u.members)]["shape"]
-        tip = f"{u.id}: {_figures(g, u.members)} → {_dims(out)}"
+        tip = f"{u.id}: {_figures(g, u.members)} → {fmt_shape(out, TIMES)}"
         if u.kind == "run":
             where = f"{u.scopes[0].name} … {u.scopes[-1].name}"
             if u.whole is not None:
@@ -225,9 +222,9 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
             sink.attr(rank="sink")
             for oname, n in outputs:
                 sink.node(f"output {oname}", _html(oname), shape="oval", fillcolor=TERMINAL,
-                          tooltip=f"output {oname}: {_dims(g.nodes[n]['shape'])}")
+                          tooltip=f"output {oname}: {fmt_shape(g.nodes[n]['shape'], TIMES)}")
         for oname, n in outputs:
-            dg.edge(owner[n], f"output {oname}", label=" " + _dims(g.nodes[n]["shape"]))
+            dg.edge(owner[n], f"output {oname}", label=" " + fmt_shape(g.nodes[n]["shape"], TIMES))
     return dg
 
 

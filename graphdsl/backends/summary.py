@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass
 
 import networkx as nx
 
-from ..cli import human
 from ..ops import REGISTRY
+from ..ops.base import fmt_shape
+from ..units import TIMES, human, human_bytes
 from .scopes import call_text, output_node, units
 
 BYTES = 4  # float32
@@ -96,14 +97,6 @@ def totals(g: nx.DiGraph) -> dict:
     return t
 
 
-def human_bytes(n: int) -> str:
-    """1234567 -> 1.2 MB (decimal units)."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
 def both(n: int) -> str:
     """138357544 -> 138,357,544 (138.4M); small numbers once."""
     return f"{n:,} ({human(n)})" if n >= 1000 else f"{n:,}"
@@ -112,10 +105,6 @@ def both(n: int) -> str:
 def dims(pair) -> str:
     """(7, 7) -> 7; (7, 3) -> 7×3."""
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}×{pair[1]}"
-
-
-def fmt_shape(shape) -> str:
-    return "×".join(str(d) for d in shape)
 
 
 class Summary:
@@ -174,7 +163,7 @@ class Summary:
         previous = "input"
         for r in self.rows:
             source = "" if r.inputs == (previous,) else ", ".join(r.inputs)
-            out.append((r.name, r.label, fmt_shape(r.shape), f"{r.params:,}", f"{r.macs:,}",
+            out.append((r.name, r.label, fmt_shape(r.shape, TIMES), f"{r.params:,}", f"{r.macs:,}",
                         human_bytes(r.activation_bytes), dims(r.rf), dims(r.jump), source))
             previous = r.name
         return out
@@ -194,7 +183,7 @@ class Summary:
 
     def caption(self) -> str:
         g = self.graph.graph
-        shape = fmt_shape(g["input_shape"]) if "input_shape" in g else "?"
+        shape = fmt_shape(g["input_shape"], TIMES) if "input_shape" in g else "?"
         at = f", depth {self.depth}" if self.depth is not None else ""
         cut = " (PARTIAL: the layers before the first error)" if self.partial else ""
         return f"{self.name}: input {shape}, {self.totals['layers']:,} layers{at}{cut}"

@@ -137,8 +137,9 @@ def optional(kind):
 # ---- the operator ------------------------------------------------------------------
 
 
-def fmt_shape(shape: Shape) -> str:
-    return "x".join(str(d) for d in shape)
+def fmt_shape(shape: Shape, sep: str = "x") -> str:
+    """(64, 56, 56) -> 64x56x56 (diagrams and summaries use `×`)."""
+    return sep.join(str(d) for d in shape)
 
 
 def numel(shape: Shape) -> int:

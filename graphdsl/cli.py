@@ -213,12 +213,15 @@ def compile_(file, out, network, defines, device, run_it):
     runs = []
     if run_it:
         try:
-            runs.append(("eval", 1, *backend.run(net, device, batch=1, training=False, generated=gen)))
-            if len(net.outputs) > 1:  # the auxiliary outputs exist in training mode only
-                runs.append(("training", 2, *backend.run(net, device, batch=2, training=True, generated=gen)))
+            backend.check_device(device)
         except backend.DeviceError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
+        try:
+            module = backend.build(gen, device)
+            runs.append(("eval", 1, *backend.run(module, net.input_shape, device, batch=1, training=False)))
+            if len(net.outputs) > 1:  # the auxiliary outputs exist in training mode only
+                runs.append(("training", 2, *backend.run(module, net.input_shape, device, batch=2, training=True)))
         except Exception as e:  # noqa: BLE001 - a failed run of generated code: report it, write nothing
             click.echo(f"error: the generated module failed to run on {device}: {type(e).__name__}: {e}", err=True)
             sys.exit(1)

@@ -26,6 +26,7 @@ junk that must not be elaborated), `in.channels` expressions, `output a, b`, fla
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import dataclass, field
@@ -437,6 +438,37 @@ def any_layer(net: Net, predicate) -> bool:
 
     visit(net.items, net.input, {})
     return found
+
+
+def all_layers(net: Net):
+    """Every Layer of the description (blocks included; junk text is not parsed)."""
+
+    def visit(items):
+        for it in items:
+            if isinstance(it, Layer):
+                yield it
+            elif isinstance(it, Group):
+                yield from visit(it.items)
+            elif isinstance(it, Branches):
+                yield from visit(it.branches)
+            elif isinstance(it, (Bind, Repeat)):
+                yield from visit([it.item])
+            elif isinstance(it, Residual):
+                yield from visit(it.body + (it.shortcut or []))
+            elif isinstance(it, If):
+                yield from visit(it.body)
+
+    yield from visit(net.items)
+    for b in net.blocks:
+        yield from visit(b.body)
+
+
+def without_inplace(net: Net) -> Net:
+    """A copy of the description with every `inplace=true` dropped."""
+    net = copy.deepcopy(net)
+    for layer in all_layers(net):
+        layer.args.pop("inplace", None)
+    return net
 
 
 def uses_in(it) -> bool:

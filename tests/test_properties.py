@@ -1,20 +1,28 @@
 """Property tests: random networks written as .cnn text (tests/specgen.py), checked against torch.
 
-(a) compiled and run (eval, batch 2), every IR node's runtime shape is its static shape;
+(a) compiled and run (eval, batch 2), every IR node's runtime shape (backends.torch.node_shapes)
+    is its static shape;
 (b) the static parameter (and buffer) count is what the compiled module holds;
 (c) the static conv + linear MACs are FlopCounterMode's FLOPs / 2 (batch 1). FlopCounterMode counts
     only aten.convolution (2 * N * Cout * Cin/groups * kh * kw * Hout * Wout, bias not counted) and
     aten.mm / aten.addmm (2 * m * n * k, the bias add of addmm not counted); pooling, batch norm,
     LRN, activations, softmax, concat and additions count nothing. So MACs == FLOPs / 2 exactly,
-    and any other counted op fails the test;
+    and any other counted op fails the test. The static MACs include auxiliary heads, which the
+    module computes in training mode only: it runs in training mode, batch norm in eval mode;
 (d) the static checker accepts exactly the networks that PyTorch runs. The "PyTorch" here is
     specgen.reference_module, an interpreter of the same random description written straight onto
     torch calls, sharing nothing with graphdsl. Two differences are by design and excluded:
     `linear` on an unflattened input (graphdsl asks for `flatten`; torch would apply the layer to
     the last axis) and `pad_channels` to fewer channels (F.pad would crop). `add` is a sum of equal
     shapes in both (the reference uses torch.stack, which refuses what `a + b` would broadcast).
-    Where both accept, the reference's output shapes, parameter count and FLOPs are also compared
-    with the static figures, so the shape rules are checked against torch even without the backend.
+    Where both accept, the output shapes and parameter counts must agree as well;
+(e) with the same weights, the compiled module computes what the reference computes;
+(f) networks drawn valid are accepted, with the reference's output shapes, parameters and FLOPs
+    (independent of the backend).
+
+Known bugs found by these properties are pinned as regression examples and strict-xfail tests
+(CEIL_OVERHANG*, INPLACE_AFTER_ALIAS below); the properties tolerate exactly those classes, each
+recorded as a hypothesis event, until the fixes land.
 
 Profiles (tests/conftest.py): "ci" (default; 200 examples, derandomised), "dev", "thorough";
 pick one with HYPOTHESIS_PROFILE=thorough.
@@ -22,12 +30,14 @@ pick one with HYPOTHESIS_PROFILE=thorough.
 
 from __future__ import annotations
 
-import pytest
-import torch
 import re
 
+import pytest
+import torch
 from hypothesis import event, example, given, note
 from specgen import (
+    Branches,
+    Group,
     IntentionalDifference,
     Layer,
     Net,
@@ -36,6 +46,7 @@ from specgen import (
     networks,
     pool_overhangs,
     reference_module,
+    without_inplace,
 )
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -79,6 +90,17 @@ CEIL_OVERHANG_AVG = Net((6, 10, 10), [Layer("avgpool", {"kernel": (14, 15), "str
 CEIL_OVERHANG_HEAD = Net((4, 5, 5), [Layer("conv", {"out": 4, "kernel": 3, "stride": 2}, npos=2),
                                       Layer("maxpool", {"kernel": 3, "stride": 3, "ceil": True}, npos=1),
                                       Layer("flatten"), Layer("linear", {"out": 3}, npos=1)], [])
+
+
+# KNOWN BACKEND BUG (reported): `inplace=true` honoured on a tensor that aliases one still needed.
+# The backend keeps `inplace` only where the activation's input has no other use, but it looks at
+# the input node alone: identity, dropout (eval), flatten (a view) and subsample (a view) return
+# their input or a view of it, so `concat { [identity, relu(inplace=true)]  conv(1, 1) }` rectifies
+# the tensor that the second branch then reads. Fix (graphdsl/backends/torch.py, Generator.attrs):
+# follow the input back through those aliasing ops and keep `inplace` only if no tensor on the way
+# is "input", a network output, or read elsewhere (out_degree > 1).
+INPLACE_AFTER_ALIAS = Net((1, 2, 2), [Branches("concat", [
+    Group([Layer("identity"), Layer("relu", {"inplace": True})]), Layer("identity")])], [])
 
 
 def known_disagreement(net: Net, error: graphdsl.SpecError) -> str | None:
@@ -164,12 +186,9 @@ def test_macs_equal_flop_counter(net):
         assert flops(module, torch.randn(1, *g.input_shape)) == 2 * g.macs
 
 
-@needs_backend
-@given(net=networks())
-def test_compiled_module_computes_what_the_reference_computes(net):
-    """With the same weights, the compiled module and the reference interpreter give the same main
-    output (eval, batch 2): concat order, residual and shortcut wiring, pad_channels' split,
-    subsample's phase, `inplace=true` where the input is still needed elsewhere..."""
+def main_output_error(net: Net) -> float:
+    """Compiled module against the reference with the same weights: max |a - b| / max |b| of the
+    main output (eval, batch 2)."""
     g = load(net)
     module = compiled(g)
     reference, _ = run_reference(net)  # makes the reference's modules, in execution order
@@ -189,8 +208,22 @@ def test_compiled_module_computes_what_the_reference_computes(net):
         want = reference(x.clone())[0]
         got = module(x.clone())
     got = got[0] if isinstance(got, tuple) else got
-    scale = want.abs().max().clamp_min(1e-3)
-    assert ((got - want).abs().max() / scale).item() <= 1e-4
+    return ((got - want).abs().max() / want.abs().max().clamp_min(1e-3)).item()
+
+
+@needs_backend
+@given(net=networks())
+@example(net=INPLACE_AFTER_ALIAS)
+def test_compiled_module_computes_what_the_reference_computes(net):
+    """With the same weights, the compiled module and the reference interpreter give the same main
+    output: concat order, residual and shortcut wiring, pad_channels' split, subsample's phase,
+    `inplace=true` where the input is still needed elsewhere..."""
+    if main_output_error(net) <= 1e-4:
+        return
+    if main_output_error(without_inplace(net)) <= 1e-4:  # the known backend bug, see INPLACE_AFTER_ALIAS
+        event("known backend bug: inplace activation on an aliased input")
+        return
+    raise AssertionError("the compiled module computes something else than the reference")
 
 
 # ---- valid networks against the reference interpreter (no backend needed) ---------------------------
@@ -258,3 +291,18 @@ def test_ceil_overhang_regression(net, shape):
     _, outs = run_reference(net)
     assert tuple(outs[0].shape[1:]) == shape
     assert graphdsl.load(net.render()).output_shapes["output"] == shape
+
+
+@needs_backend
+@pytest.mark.xfail(strict=True, reason="backend bug: inplace activation after identity/dropout/flatten/subsample "
+                                       "rectifies a tensor that another branch still reads")
+@pytest.mark.parametrize("alias", ["identity", "dropout", "flatten", "subsample(1)"])
+def test_inplace_after_alias_regression(alias):
+    """When this XPASSes, the bug is fixed: drop the xfail and the tolerance in
+    test_compiled_module_computes_what_the_reference_computes."""
+    net = graphdsl.load(f"network n {{ input 1x2x2  concat {{ [{alias}, relu(inplace=true)]  {alias} }} }}")
+    x = torch.tensor([[[[-1.0, 2.0], [3.0, -4.0]]]])
+    with torch.no_grad():
+        y = compiled(net)(x.clone())
+    second = y[:, y.shape[1] // 2:].flatten()
+    assert second.tolist() == [-1.0, 2.0, 3.0, -4.0], "the second branch saw the rectified input"

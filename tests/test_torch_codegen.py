@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import graphdsl
-from graphdsl.backends.torch import MODULE_ATTRS, Namespace, camel, comment, docstring, generate
+from graphdsl.backends.torch import MODULE_ATTRS, Namespace, camel, comment, docstring
 from graphdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -309,6 +309,12 @@ def test_camel():
 
 
 @given(st.text(max_size=80), st.sampled_from(["", "    "]))
+@example('\\"""; x; """', "    ")
+@example('a"', "")
+@example('"""" """""', "    ")
+@example('\\', "")
+@example("x\n  \n\ty  \n", "    ")
+@example("\r\n\u2028\x00\x85", "")
 def test_docstring_literal_round_trips(text, indent):
     code = "\n".join(docstring(text, indent))
     if indent:
@@ -352,7 +358,8 @@ def test_compile_writes_the_module_and_says_where(tmp_path, monkeypatch):
 
 
 def test_compile_output_option_overrides_and_network(tmp_path):
-    spec_path = write(tmp_path, "two.cnn", "network a { input 3x8x8 relu }\nnetwork b(c = 4) { input 3x8x8 conv(c, 1) }")
+    spec_path = write(tmp_path, "two.cnn",
+                      "network a { input 3x8x8 relu }\nnetwork b(c = 4) { input 3x8x8 conv(c, 1) }")
     out = tmp_path / "b_net.py"
     result = CliRunner().invoke(main, ["compile", str(spec_path), "-n", "b", "-D", "c=6", "-o", str(out)])
     assert result.exit_code == 0, result.output

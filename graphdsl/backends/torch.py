@@ -25,8 +25,9 @@ How the IR maps to PyTorch:
   ids plus `.weight`, `.bias`, `.running_mean`...: `layer3.5.conv2.weight`, `features.0.bias`.
 - A group, repeat or block whose contents are a plain chain of modules becomes an `nn.Sequential`
   (blocks only when their items are unlabelled, `features.0`, `features.1`...); any other block or
-  scope becomes a generated class named after it, one class per distinct structure (identical block
-  instances share one; different ones get numbered names: `Bottleneck`, `Bottleneck2`).
+  scope becomes a generated class named after it, one class per distinct structure (instances that
+  differ only in numbers share one; different structures get numbered names: `Bottleneck`,
+  `Bottleneck2`).
 - Ops with parameters or buffers are modules; a labelled op without parameters is a module too
   (`self.relu`, `self.maxpool`); an unlabelled one is a functional call in `forward` (`F.relu(x)`,
   `torch.flatten(x, 1)`), as torchvision writes them. The forms come from the operator registry:
@@ -39,6 +40,17 @@ How the IR maps to PyTorch:
   GoogLeNet does.
 - `inplace=true` is honoured only where the input has no other use (otherwise it would change a
   tensor that is still needed): the generated code computes what the IR says.
+- Class parameters: the `__init__` of a shared class takes the constructor numbers that differ
+  between its instances, named after the block's arguments where the values match
+  (`BasicBlock(planes)`), else `in_channels` or the torch argument name (`out_channels`, `stride`).
+- Known limit: submodules named like Python keywords (`def`, `class`: valid .cnn labels) work in
+  eager mode, `state_dict`, pickling, torch.export and torch.compile, but torch.fx's own code generator
+  (`symbolic_trace` -> GraphModule, `ExportedProgram.module()`) writes `self.def` and fails: a torch
+  limitation. `node_shapes` does not depend on it.
+
+API: `generate(net) -> Generated` (source, class name), `source(net)`, `to_torch(net, device, dtype)`,
+`build(generated, device, dtype)`, `run(module, input_shape, device, batch, training)`,
+`node_shapes(net, module, x)`, `write_source(path, text)` (atomic).
 
 Nothing of the spec is pasted into code: identifiers come from a `Namespace` that validates and
 de-duplicates them, module names that are not identifiers (`0`, `class`) go through
@@ -175,9 +187,9 @@ def docstring(text: str, indent: str) -> list[str]:
         """
     '''
     body = _escape(inspect.cleandoc(text).replace("\r\n", "\n"), keep=" \n")
-    body = body.replace('"""', '\\"\\"\\"')  # what is left are runs of at most two quotes
-    if body.endswith('"'):
-        body = body[:-1] + '\\"'
+    # a run of three quotes would end the literal, and so would one at the very end: escape those runs
+    body = re.sub(r'"+', lambda m: m[0].replace('"', '\\"') if len(m[0]) >= 3 or m.end() == len(body) else m[0],
+                  body)
     lines = [_keep_trailing_spaces(line) for line in body.split("\n")]
     if len(lines) == 1:
         return [f'{indent}"""{lines[0]}"""']
@@ -273,6 +285,9 @@ class Generated:
     filename: str
 
 
+# Sequentials nest inline up to this indentation; deeper ones become classes (Python's parser allows
+# at most 200 nested brackets).
+MAX_INLINE_DEPTH = 24
 CLASS_REF = "__graphdsl_class__"  # stands for a child class's constructor until classes are parametrised
 # Names of positional constructor arguments, for class parameters that no block argument explains.
 ARG_NAMES = {"nn.Conv2d": ("in_channels", "out_channels"), "nn.BatchNorm2d": ("num_features",),
@@ -493,7 +508,7 @@ class Generator:
         if child.node is not None:
             self.fx_nodes[child.node] = 1
             return [Line(indent, "", self.ctor(self.module_form(child.node)), "", (self.g.nodes[child.node]["shape"],))]
-        if self.sequential(child):
+        if self.sequential(child) and indent < MAX_INLINE_DEPTH:
             return self.sequential_lines(child, indent)
         inst = self.render(child)
         ref = pyast.Call(pyast.Name(CLASS_REF), [], [])
@@ -708,7 +723,7 @@ class Generator:
                     "In eval mode `forward` computes and returns the main output alone; in training mode it also "
                     f"computes the auxiliary ones and returns the tuple ({', '.join(n for n, _ in outs)}), as "
                     "torchvision's GoogLeNet does."]
-        spec = [g.graph["doc"]] if g.graph.get("doc") else []
+        spec = [inspect.cleandoc(g.graph["doc"])] if g.graph.get("doc") else []
         return "\n\n".join([*spec, *(textwrap.fill(p, 100) for p in ours)])
 
     @staticmethod
@@ -768,7 +783,7 @@ class Generator:
                     1 + block_args.index(names[p]) if names[p] in block_args else 1 + len(block_args), p)
                 for p in range(len(chosen))}
         order = sorted(range(len(chosen)), key=lambda p: rank[p])
-        ns = Namespace()
+        ns = Namespace(reserved=RESERVED_GLOBALS | {g.name for g in self.group_order})  # no class shadowed
         final = {p: ns.claim(names[p], fallback="arg") for p in order}
         group.params = [final[p] for p in order]
         for inst, h in zip(insts, per_inst):
@@ -904,11 +919,11 @@ def load_generated(gen: Generated) -> types.ModuleType:
     return module
 
 
-def to_torch(net, device=None, dtype=None):
-    """An nn.Module for `net`, built from the generated source, moved to `device` and `dtype` if given."""
-    import torch  # noqa: F401 - the generated module imports it too; fail here with a clear error
+def build(gen: Generated, device=None, dtype=None):
+    """An instance of the generated module's network class (fresh random weights), moved to
+    `device` and `dtype` (a torch.dtype or its name, "float64") if given."""
+    import torch
 
-    gen = generate(net)
     module = getattr(load_generated(gen), gen.class_name)()
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
@@ -917,24 +932,33 @@ def to_torch(net, device=None, dtype=None):
     return module
 
 
+def to_torch(net, device=None, dtype=None):
+    """An nn.Module for `net`, built from the generated source, moved to `device` and `dtype` if given."""
+    return build(generate(net), device, dtype)
+
+
 class DeviceError(RuntimeError):
     """The requested device is not there (no CUDA, torch not installed)."""
 
 
-def run(net, device: str = "cpu", batch: int = 1, training: bool = False, generated: Generated | None = None):
-    """Build the module and run one forward pass on a random batch on `device`; returns the output
-    shapes (batch included) and the seconds the pass took. In training mode every output comes back;
-    in eval mode, the main one alone."""
+def check_device(device: str) -> None:
+    """Raise DeviceError, with what to do, unless torch is installed and `device` is usable."""
     try:
         import torch
     except ImportError as e:
         raise DeviceError(f"PyTorch is not installed ({e}); install it with `pip install graphdsl[torch]`") from None
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise DeviceError("CUDA is not available here (torch.cuda.is_available() is false); use --device cpu")
-    gen = generated or generate(net)
-    module = getattr(load_generated(gen), gen.class_name)().to(device)
+
+
+def run(module, input_shape, device: str = "cpu", batch: int = 1, training: bool = False):
+    """One forward pass of `module` on a random batch on `device`, in training or eval mode; returns
+    the output shapes (batch included) and the seconds the pass took. In training mode every output
+    comes back; in eval mode, the main one alone."""
+    import torch
+
     module.train(training)
-    x = torch.randn(batch, *net.input_shape, device=device)
+    x = torch.randn(batch, *input_shape, device=device)
     with torch.set_grad_enabled(training):
         start = time.perf_counter()
         out = module(x)

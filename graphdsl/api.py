@@ -10,7 +10,7 @@ from pathlib import Path
 
 import networkx as nx
 
-from .diagnostics import Diagnostic, SpecError
+from .diagnostics import Diagnostic, SpecError, too_deep
 from .elaborate import Elaborator
 from .ops import Shape
 from .passes import costs, receptive_field, run_passes
@@ -198,8 +198,57 @@ def load(spec: str | os.PathLike, network: str | None = None, **overrides) -> Ne
     `network` picks one of several networks in the file; keyword arguments override the
     network's parameters. Raises SpecError carrying every diagnostic of the run.
     """
+    graph, diagnostics, sources = _elaborate(spec, network, overrides)
+    if diagnostics:
+        raise SpecError(diagnostics, sources)
+    run_passes(graph)
+    return Network(graph, sources)
+
+
+def load_partial(spec: str | os.PathLike, network: str | None = None,
+                 **overrides) -> tuple[Network, list[Diagnostic]]:
+    """Like `load`, but errors found while elaborating give what elaborated before them.
+
+    Returns (network, diagnostics), diagnostics empty for a valid spec. Otherwise the network holds
+    the nodes that elaborated (the elaborator's partial graph), with their costs and receptive fields
+    but unlinted, for reports that show them before the diagnostics (`graphdsl summary`). Raises
+    SpecError, as `load` does, where nothing could elaborate: unreadable file, syntax or import
+    errors, unknown network.
+    """
+    graph, diagnostics, sources = _elaborate(spec, network, overrides)
+    if not diagnostics:
+        run_passes(graph)
+        return Network(graph, sources), []
+    if graph is None:
+        raise SpecError(diagnostics, sources)
+    costs(graph)
+    receptive_field(graph)
+    return Network(graph, sources), diagnostics
+
+
+def _elaborate(spec, network: str | None, overrides: dict) -> tuple[nx.DiGraph | None, list[Diagnostic], dict]:
+    """The one way in: read, parse, import, elaborate. Returns the graph (None where nothing could
+    elaborate), the diagnostics of the run and the sources they point into."""
+    if _is_path(spec):
+        file = str(Path(spec))
+        text, problem = read_source(file)
+        if problem is not None:
+            return None, [problem], {}
+    else:
+        file, text = "<string>", str(spec)
     with _gc_paused():
-        return _load(spec, network, overrides)
+        program = load_program(text, file)
+        if program.diagnostics:
+            return None, program.diagnostics, program.sources
+        net, problem = choose_network(program, network, file)
+        if problem is not None:
+            return None, [problem], program.sources
+        elaborator = Elaborator(program)
+        try:
+            graph = elaborator.network(net, overrides)
+        except RecursionError:
+            return None, [too_deep(file)], program.sources
+    return graph, elaborator.diagnostics, program.sources
 
 
 @contextlib.contextmanager
@@ -213,60 +262,6 @@ def _gc_paused():
     finally:
         if was_enabled:
             gc.enable()
-
-
-def _load(spec, network: str | None, overrides: dict) -> Network:
-    if _is_path(spec):
-        file = str(Path(spec))
-        text, problem = read_source(file)
-        if problem is not None:
-            raise SpecError([problem], {})
-    else:
-        file, text = "<string>", str(spec)
-    program = load_program(text, file)
-    if program.diagnostics:
-        raise SpecError(program.diagnostics, program.sources)
-    net, problem = choose_network(program, network, file)
-    if problem is not None:
-        raise SpecError([problem], program.sources)
-    elaborator = Elaborator(program)
-    graph = elaborator.network(net, overrides)
-    if elaborator.diagnostics:
-        raise SpecError(elaborator.diagnostics, program.sources)
-    run_passes(graph)
-    return Network(graph, program.sources)
-
-
-def load_partial(spec: str | os.PathLike, network: str | None = None,
-                 **overrides) -> tuple[Network, list[Diagnostic]]:
-    """Like `load`, but errors found while elaborating give what elaborated before them.
-
-    Returns (network, diagnostics), diagnostics empty for a valid spec. Otherwise the network holds
-    the nodes that elaborated (the elaborator's partial graph), with their costs and receptive fields
-    but unlinted, for reports that show them before the diagnostics (`graphdsl summary`). Raises
-    SpecError, as `load` does, where nothing could elaborate: unreadable file, syntax or import
-    errors, unknown network. A valid spec runs once; an invalid one is elaborated a second time.
-    """
-    try:
-        return load(spec, network, **overrides), []
-    except SpecError as e:
-        failure = e
-    if _is_path(spec):
-        file = str(Path(spec))
-        text, problem = read_source(file)
-    else:
-        file, text, problem = "<string>", str(spec), None
-    if problem is not None:
-        raise failure
-    program = load_program(text, file)
-    net, problem = choose_network(program, network, file)
-    if program.diagnostics or problem is not None:
-        raise failure
-    elaborator = Elaborator(program)
-    graph = elaborator.network(net, overrides)
-    costs(graph)
-    receptive_field(graph)
-    return Network(graph, program.sources), failure.diagnostics
 
 
 def compile(spec: str | os.PathLike, network: str | None = None, **overrides):

@@ -84,6 +84,12 @@ def error(message: str, span: Span | None = None, help: str | None = None) -> Fa
     return Failure(Diagnostic(message, span, help))
 
 
+def too_deep(file: str) -> Diagnostic:
+    """Nesting deeper than Python's stack: no traceback, a diagnostic."""
+    return Diagnostic("the spec is nested too deeply", Span(file, 1, 1, 1, 1),
+                      help="flatten the nesting: use blocks, `*` repetition or `for` loops")
+
+
 def did_you_mean(name: str, choices, what: str = "") -> str | None:
     """A `help:` text suggesting the closest known name, or listing the few there are."""
     choices = sorted(set(choices))

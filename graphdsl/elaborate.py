@@ -402,6 +402,9 @@ class Elaborator:
         node = ".".join(path)
         if node in self.graph:
             raise error(f"`{node}` is already defined", where.span)
+        if len(set(inputs)) != len(inputs):  # the IR holds one edge per pair of nodes
+            raise error(f"layer `{node}`: `{op.name}` would merge a tensor with itself", _head_span(where),
+                        help="to merge a tensor with itself, pass one copy through `identity` in its own branch")
         if self.graph.number_of_nodes() >= MAX_NODES:
             raise error(f"the network grows past {MAX_NODES:,} layers", where.span)
         shapes = [self.graph.nodes[i]["shape"] for i in inputs]

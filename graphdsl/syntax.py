@@ -11,7 +11,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .diagnostics import Diagnostic, Span
+from .diagnostics import Diagnostic, Span, too_deep
 from .values import Symbol
 
 MAX_SYNTAX_ERRORS = 10
@@ -56,14 +56,16 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
             record(e)
         return None, sorted(errors, key=lambda d: (d.span.line, d.span.col))
     except RecursionError:
-        return None, [Diagnostic("the spec is nested too deeply", Span(file, 1, 1, 1, 1))]
+        return None, [too_deep(file)]
     if errors:
         return None, sorted(errors, key=lambda d: (d.span.line, d.span.col))
     try:
         return _ToAst(file).transform(tree), []
+    except RecursionError:
+        return None, [too_deep(file)]
     except VisitError as e:
         if isinstance(e.orig_exc, RecursionError):
-            return None, [Diagnostic("the spec is nested too deeply", Span(file, 1, 1, 1, 1))]
+            return None, [too_deep(file)]
         raise
 
 

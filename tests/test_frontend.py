@@ -227,3 +227,16 @@ def test_front_end_never_imports_torch():
             "import graphdsl.cli\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("body", ["x: conv(4, 1) add(x, x)", "concat { [] [] }", "residual { }"])
+def test_merging_a_tensor_with_itself_is_a_diagnostic(body):
+    with pytest.raises(graphdsl.SpecError, match="would merge a tensor with itself"):
+        load(f"input 3x8x8\n{body}")
+
+
+@pytest.mark.parametrize("depth", [300, 1000])
+def test_deep_nesting_is_a_diagnostic_not_a_traceback(depth):
+    for body in ("g: [" * depth + "]" * depth, "[" * depth + "relu" + "]" * depth):
+        with pytest.raises(graphdsl.SpecError, match="nested too deeply"):
+            load(f"input 3x8x8\n{body}")

@@ -20,9 +20,8 @@
 (f) networks drawn valid are accepted, with the reference's output shapes, parameters and FLOPs
     (independent of the backend).
 
-Known bugs found by these properties are pinned as regression examples and strict-xfail tests
-(CEIL_OVERHANG*, INPLACE_AFTER_ALIAS below); the properties tolerate exactly those classes, each
-recorded as a hypothesis event, until the fixes land.
+Bugs these properties found are pinned as regression examples and tests (CEIL_OVERHANG*,
+INPLACE_AFTER_ALIAS below).
 
 Profiles (tests/conftest.py): "ci" (default; 200 examples, derandomised), "dev", "thorough";
 pick one with HYPOTHESIS_PROFILE=thorough.
@@ -41,12 +40,9 @@ from specgen import (
     IntentionalDifference,
     Layer,
     Net,
-    any_layer,
     edge_networks,
     networks,
-    pool_overhangs,
     reference_module,
-    without_inplace,
 )
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -77,12 +73,9 @@ def one_thread():
 
 # ---- regression examples -------------------------------------------------------------------------
 
-# KNOWN DISAGREEMENT (graphdsl bug, reported): a ceil-mode pooling window larger than the padded
-# input. graphdsl refuses "kernel 3 is larger than the padded input height 2"; torch gives one
-# output per axis, because in ceil mode the output size is ceil((n + 2p - k) / s) + 1 >= 1 as long
-# as k <= n + 2p + s - 1 (and the window starts inside the input). Fix: in
-# graphdsl/ops/pool.py, drop the `reach > size + 2 * p` check and refuse where
-# sliding_out(...) < 1 instead (for ceil=false the two agree).
+# FIXED graphdsl bug: a ceil-mode pooling window larger than the padded input. graphdsl refused
+# "kernel 3 is larger than the padded input height 2"; torch gives one output per axis, because in
+# ceil mode the output size is ceil((n + 2p - k) / s) + 1 >= 1 as long as k <= n + 2p + s - 1.
 CEIL_OVERHANG = Net((3, 2, 2), [Layer("maxpool", {"kernel": 3, "stride": 2, "ceil": True}, npos=1)], [])
 CEIL_OVERHANG_AVG = Net((6, 10, 10), [Layer("avgpool", {"kernel": (14, 15), "stride": 2, "pad": 2, "ceil": True},
                                             npos=1)], [])
@@ -92,22 +85,14 @@ CEIL_OVERHANG_HEAD = Net((4, 5, 5), [Layer("conv", {"out": 4, "kernel": 3, "stri
                                       Layer("flatten"), Layer("linear", {"out": 3}, npos=1)], [])
 
 
-# KNOWN BACKEND BUG (reported): `inplace=true` honoured on a tensor that aliases one still needed.
-# The backend keeps `inplace` only where the activation's input has no other use, but it looks at
-# the input node alone: identity, dropout (eval), flatten (a view) and subsample (a view) return
-# their input or a view of it, so `concat { [identity, relu(inplace=true)]  conv(1, 1) }` rectifies
-# the tensor that the second branch then reads. Fix (graphdsl/backends/torch.py, Generator.attrs):
-# follow the input back through those aliasing ops and keep `inplace` only if no tensor on the way
-# is "input", a network output, or read elsewhere (out_degree > 1).
+# FIXED backend bug: `inplace=true` honoured on a tensor that aliases one still needed. identity,
+# dropout (eval), flatten and subsample return their input or a view of it, so
+# `concat { [identity, relu(inplace=true)]  identity }` rectified the tensor the second branch
+# reads. The backend now follows such aliases back (Generator.shared).
 INPLACE_AFTER_ALIAS = Net((1, 2, 2), [Branches("concat", [
     Group([Layer("identity"), Layer("relu", {"inplace": True})]), Layer("identity")])], [])
 
 
-def known_disagreement(net: Net, error: graphdsl.SpecError) -> str | None:
-    """The name of a reported graphdsl bug that explains graphdsl refusing what torch runs."""
-    if "larger than the padded input" in error.render() and any_layer(net, pool_overhangs):
-        return "ceil-mode pooling window larger than the padded input"
-    return None
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -145,7 +130,7 @@ def compiled(graph_net: graphdsl.Network):
 
 @needs_backend
 @given(net=networks())
-@example(net=CEIL_OVERHANG_HEAD).xfail(raises=graphdsl.SpecError, reason="graphdsl bug: ceil-mode pool overhang")
+@example(net=CEIL_OVERHANG_HEAD)
 def test_runtime_shapes_equal_static_shapes(net):
     g = load(net)
     module = compiled(g)
@@ -218,19 +203,14 @@ def test_compiled_module_computes_what_the_reference_computes(net):
     """With the same weights, the compiled module and the reference interpreter give the same main
     output: concat order, residual and shortcut wiring, pad_channels' split, subsample's phase,
     `inplace=true` where the input is still needed elsewhere..."""
-    if main_output_error(net) <= 1e-4:
-        return
-    if main_output_error(without_inplace(net)) <= 1e-4:  # the known backend bug, see INPLACE_AFTER_ALIAS
-        event("known backend bug: inplace activation on an aliased input")
-        return
-    raise AssertionError("the compiled module computes something else than the reference")
+    assert main_output_error(net) <= 1e-4, "the compiled module computes something else than the reference"
 
 
 # ---- valid networks against the reference interpreter (no backend needed) ---------------------------
 
 
 @given(net=networks())
-@example(net=CEIL_OVERHANG_HEAD).xfail(raises=graphdsl.SpecError, reason="graphdsl bug: ceil-mode pool overhang")
+@example(net=CEIL_OVERHANG_HEAD)
 def test_valid_networks_match_the_reference(net):
     """Networks drawn valid by PyTorch's rules: graphdsl accepts them, and its output shapes,
     parameters and MACs are what plain torch code gives."""
@@ -270,11 +250,6 @@ def test_checker_accepts_exactly_what_torch_runs(net):
         first = error.diagnostics[0].message
         event("graphdsl: " + re.sub(r"`[^`]*`|\d+(x\d+)*", "_", first.split(" (")[0])[:70])
     if error is not None and refused is None:
-        bug = known_disagreement(net, error)
-        if bug is not None:
-            note(f"known graphdsl bug: {bug}")
-            event(f"known graphdsl bug: {bug}")
-            return
         raise AssertionError(f"graphdsl refuses what torch runs:\n{error.render()}")
     if error is None and refused is not None:
         raise AssertionError(f"graphdsl accepts what torch refuses: {type(refused).__name__}: {refused}")
@@ -283,23 +258,18 @@ def test_checker_accepts_exactly_what_torch_runs(net):
         assert sum(p.numel() for p in module.parameters()) == g.params
 
 
-@pytest.mark.xfail(strict=True, raises=graphdsl.SpecError,
-                   reason="graphdsl bug: ceil-mode pooling window larger than the padded input (torch accepts)")
 @pytest.mark.parametrize("net, shape", [(CEIL_OVERHANG, (3, 1, 1)), (CEIL_OVERHANG_AVG, (6, 1, 1))])
 def test_ceil_overhang_regression(net, shape):
-    """When this XPASSes, the bug is fixed: drop the xfail and known_disagreement()."""
+    """A ceil-mode window a little larger than the padded input still gives one output."""
     _, outs = run_reference(net)
     assert tuple(outs[0].shape[1:]) == shape
     assert graphdsl.load(net.render()).output_shapes["output"] == shape
 
 
 @needs_backend
-@pytest.mark.xfail(strict=True, reason="backend bug: inplace activation after identity/dropout/flatten/subsample "
-                                       "rectifies a tensor that another branch still reads")
 @pytest.mark.parametrize("alias", ["identity", "dropout", "flatten", "subsample(1)"])
 def test_inplace_after_alias_regression(alias):
-    """When this XPASSes, the bug is fixed: drop the xfail and the tolerance in
-    test_compiled_module_computes_what_the_reference_computes."""
+    """An in-place activation after a pass-through must not change what another branch reads."""
     net = graphdsl.load(f"network n {{ input 1x2x2  concat {{ [{alias}, relu(inplace=true)]  {alias} }} }}")
     x = torch.tensor([[[[-1.0, 2.0], [3.0, -4.0]]]])
     with torch.no_grad():

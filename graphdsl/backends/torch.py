@@ -423,13 +423,25 @@ class Generator:
         return REGISTRY[self.g.nodes[node]["op"]]
 
     def attrs(self, node: str) -> dict:
-        """The node's attributes, with `inplace` turned off where the input is still needed."""
+        """The node's attributes, with `inplace` only where writing into the input harms nothing."""
         a = dict(self.g.nodes[node]["attrs"])
-        if a.get("inplace"):
-            preds = inputs_of(self.g, node)
-            if any(p == "input" or p in self.output_set or self.g.out_degree(p) > 1 for p in preds):
-                a["inplace"] = False
+        preds = inputs_of(self.g, node)
+        if a.get("inplace") and any(self.shared(p) for p in preds):
+            a["inplace"] = False
+        if self.op(node).accumulates:
+            first = preds[0]
+            a["inplace"] = first != "input" and self.op(first).overwritable and not self.shared(first)
         return a
+
+    def shared(self, node: str) -> bool:
+        """Whether another reader sees `node`'s tensor: the network input, an output, a second use,
+        also through the views and pass-throughs (identity, flatten, ...) it came from."""
+        while True:
+            if node == "input" or node in self.output_set or self.g.out_degree(node) > 1:
+                return True
+            if not self.op(node).aliases_input:
+                return False
+            node = inputs_of(self.g, node)[0]
 
     def in_shapes(self, node: str) -> list[tuple]:
         return [self.g.nodes[p]["shape"] for p in inputs_of(self.g, node)]
@@ -646,7 +658,11 @@ class Generator:
             else:
                 training_block = False
             shapes = tuple(g.nodes[o]["shape"] for o in item.outs)
-            fwd.append(Line(indent, f"{', '.join(outs)} = {expr_text}", shapes=shapes))
+            statement = f"{', '.join(outs)} = {expr_text}"
+            accumulate = f"{outs[0]}.add_("
+            if len(outs) == 1 and expr_text.startswith(accumulate) and expr_text.count(".add_(") == 1:
+                statement = f"{outs[0]} += {expr_text[len(accumulate):-1]}"  # as torchvision: `out += identity`
+            fwd.append(Line(indent, statement, shapes=shapes))
 
         if root:
             result = [var.get(o, "x") for o in box.outs] or ["x"]

@@ -154,6 +154,13 @@ class Op:
     args: ClassVar[tuple[Arg, ...]] = ()
     ranks: ClassVar[tuple[int, ...]] = (1, 3)  # input ranks accepted: 3 = CxHxW, 1 = flat
     merges: ClassVar[bool] = False  # takes several inputs: tensor names or branches
+    # Its output is its input, or a view of it (identity, flatten): writing into one writes into both.
+    aliases_input: ClassVar[bool] = False
+    # Autograd keeps nothing of its output and it is no view, so the next op may overwrite it in place.
+    overwritable: ClassVar[bool] = False
+    # May accumulate into its first input (`out += identity`) where nothing else reads it; the
+    # torch backend then passes `inplace=True` to `torch_call`.
+    accumulates: ClassVar[bool] = False
     doc: ClassVar[str] = ""
 
     def output_shape(self, a: dict, ins: list[Shape]) -> Shape:

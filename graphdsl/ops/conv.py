@@ -8,6 +8,7 @@ from .base import Arg, Op, OpError, Window, boolean, fmt_shape, hw, padding, pai
 
 class Conv(Op):
     name = "conv"
+    overwritable = True
     family = "conv"
     ranks = (3,)
     doc = "2-D convolution, as torch.nn.Conv2d: `conv(out, kernel, stride=1, pad=0, dilation=1, groups=1, bias=true)`"

@@ -7,6 +7,7 @@ from .base import Arg, Op, OpError, boolean, fmt_shape, positive_int, pycall
 
 class Linear(Op):
     name = "linear"
+    overwritable = True
     family = "linear"
     ranks = (1,)
     doc = "fully connected layer, as torch.nn.Linear: `linear(out, bias=true)`; needs a flat input"

@@ -7,6 +7,7 @@ from .base import Op, OpError, fmt_shape, numel, pycall
 
 class Concat(Op):
     name = "concat"
+    overwritable = True
     family = "merge"
     merges = True
     doc = "concatenates along the channels, as torch.cat(xs, 1): `concat(a, b)` or `concat { branch ... }`"
@@ -26,6 +27,8 @@ class Concat(Op):
 
 class Add(Op):
     name = "add"
+    overwritable = True
+    accumulates = True
     family = "merge"
     merges = True
     doc = "elementwise sum of equal shapes: `add(a, b)`, `add { branch ... }` or the `residual` form"
@@ -40,7 +43,11 @@ class Add(Op):
         return numel(out) * (len(ins) - 1)
 
     def torch_call(self, a, args, ins):
-        return " + ".join(args) if len(args) > 1 else pycall("torch.clone", args[0])
+        if len(args) == 1:
+            return pycall("torch.clone", args[0])
+        if a.get("inplace"):  # `out += identity`, as torchvision writes it: no new tensor
+            return args[0] + "".join(f".add_({arg})" for arg in args[1:])
+        return " + ".join(args)
 
     def torch_nodes(self, a, n_inputs):
         return max(1, n_inputs - 1)

@@ -7,6 +7,7 @@ from .base import Arg, Op, boolean, number, positive_int, positive_number, proba
 
 class BatchNorm(Op):
     name = "bn"
+    overwritable = True
     family = "norm"
     doc = "batch normalisation over channels, as torch.nn.BatchNorm2d (BatchNorm1d on flat input)"
     args = (

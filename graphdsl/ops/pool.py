@@ -29,6 +29,7 @@ def _adaptive_window(size: int, out: int) -> tuple[int, int]:
 
 
 class _Pool(Op):
+    overwritable = True
     family = "pool"
     ranks = (3,)
     mode: str
@@ -69,12 +70,12 @@ class _Pool(Op):
             if p > k // 2:
                 raise OpError(f"padding {p} is more than half the kernel {k}", arg="pad",
                               help="PyTorch allows pooling padding of at most kernel // 2")
-            reach = d * (k - 1) + 1
-            if reach > size + 2 * p:
-                raise OpError(f"kernel {reach} is larger than the padded input {axis} {size + 2 * p} "
+            out = sliding_out(size, k, s, p, d, a["ceil"])
+            if out < 1:  # with ceil, a window a little larger than the padded input still gives one output
+                raise OpError(f"kernel {d * (k - 1) + 1} is larger than the padded input {axis} {size + 2 * p} "
                               f"(input is {fmt_shape(ins[0])})", arg="kernel",
                               help="use a smaller window, or `global` to pool everything")
-            dims.append(sliding_out(size, k, s, p, d, a["ceil"]))
+            dims.append(out)
         return (c, *dims)
 
     def other_ops(self, a, ins, out):

@@ -7,6 +7,7 @@ from .base import Arg, Op, OpError, Window, fmt_shape, numel, positive_int, prob
 
 class Flatten(Op):
     name = "flatten"
+    aliases_input = True
     family = "reshape"
     doc = "flatten CxHxW to C*H*W features, as torch.flatten(x, 1)"
 
@@ -27,6 +28,7 @@ class Flatten(Op):
 
 class Identity(Op):
     name = "identity"
+    aliases_input = True
     family = "reshape"
     doc = "passes its input through, as torch.nn.Identity"
 
@@ -36,6 +38,7 @@ class Identity(Op):
 
 class Dropout(Op):
     name = "dropout"
+    aliases_input = True  # in eval mode
     family = "regularize"
     doc = "zeroes elements with probability p while training, as torch.nn.Dropout"
     args = (Arg("p", probability, 0.5), )
@@ -52,6 +55,7 @@ class Dropout(Op):
 
 class Subsample(Op):
     name = "subsample"
+    aliases_input = True
     family = "reshape"
     ranks = (3,)
     doc = "keeps every s-th row and column, `x[:, :, ::s, ::s]` (the ResNet option-A shortcut)"

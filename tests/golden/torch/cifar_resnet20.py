@@ -28,7 +28,7 @@ class BasicA(nn.Module):
         out = F.relu(out)      # N x C x H x W
         out = self.conv2(out)  # N x C x H x W
         out = self.bn2(out)    # N x C x H x W
-        out = out + x          # N x C x H x W
+        out += x               # N x C x H x W
         out = F.relu(out)      # N x C x H x W
         return out
 
@@ -54,7 +54,7 @@ class BasicA2(nn.Module):
         out = self.bn2(out)               # N x 32 x 16 x 16
         x = x[:, :, ::2, ::2]             # N x 16 x 16 x 16
         x = F.pad(x, (0, 0, 0, 0, 8, 8))  # N x 32 x 16 x 16
-        out = out + x                     # N x 32 x 16 x 16
+        out += x                          # N x 32 x 16 x 16
         out = F.relu(out)                 # N x 32 x 16 x 16
         return out
 
@@ -80,7 +80,7 @@ class BasicA3(nn.Module):
         out = self.bn2(out)                 # N x 64 x 8 x 8
         x = x[:, :, ::2, ::2]               # N x 32 x 8 x 8
         x = F.pad(x, (0, 0, 0, 0, 16, 16))  # N x 64 x 8 x 8
-        out = out + x                       # N x 64 x 8 x 8
+        out += x                            # N x 64 x 8 x 8
         out = F.relu(out)                   # N x 64 x 8 x 8
         return out
 

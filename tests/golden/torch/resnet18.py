@@ -27,7 +27,7 @@ class BasicBlock(nn.Module):
         out = F.relu(out, inplace=True)  # N x C x H x W
         out = self.conv2(out)            # N x C x H x W
         out = self.bn2(out)              # N x C x H x W
-        out = out + x                    # N x C x H x W
+        out += x                         # N x C x H x W
         out = F.relu(out, inplace=True)  # N x C x H x W
         return out
 
@@ -55,7 +55,7 @@ class BasicBlock2(nn.Module):
         out = self.conv2(out)            # N x C x H x W
         out = self.bn2(out)              # N x C x H x W
         downsample = self.downsample(x)  # N x C x H x W
-        out = out + downsample           # N x C x H x W
+        out += downsample                # N x C x H x W
         out = F.relu(out, inplace=True)  # N x C x H x W
         return out
 

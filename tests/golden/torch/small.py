@@ -52,7 +52,7 @@ class Res(nn.Module):
         out = self.b(a)                # N x 24 x 16 x 16
         out = getattr(self, '2')(out)  # N x 24 x 16 x 16
         x = self.proj(x)               # N x 24 x 16 x 16
-        out = out + x                  # N x 24 x 16 x 16
+        out += x                       # N x 24 x 16 x 16
         out = F.relu(out)              # N x 24 x 16 x 16
         return out
 
@@ -68,7 +68,7 @@ class Res2(nn.Module):
         a = self.a(x)                  # N x 24 x 16 x 16
         out = self.b(a)                # N x 24 x 16 x 16
         out = getattr(self, '2')(out)  # N x 24 x 16 x 16
-        out = out + x                  # N x 24 x 16 x 16
+        out += x                       # N x 24 x 16 x 16
         out = F.relu(out)              # N x 24 x 16 x 16
         return out
 

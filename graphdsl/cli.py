@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from .diagnostics import Diagnostic, SpecError
+from .files import write_atomic
 from .ops.base import fmt_shape
 from .units import human
 
@@ -230,7 +231,7 @@ def compile_(file, out, network, defines, device, run_it):
     else:
         path = Path(out) if out else default_module_path(net.name)
         try:
-            backend.write_source(path, gen.source)
+            write_atomic(path, gen.source)
         except OSError as e:
             click.echo(f"error: cannot write {path}: {e.strerror or e}", err=True)
             sys.exit(1)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from golden_files import check_golden
 
 import graphdsl
 from graphdsl.cli import main, parse_define
@@ -29,7 +30,6 @@ from graphdsl.cli import main, parse_define
 ROOT = Path(__file__).resolve().parent.parent
 CASES_DIR = Path("tests") / "malformed"  # relative to ROOT: paths in the messages stay machine independent
 CASES = sorted(p.stem for p in (ROOT / CASES_DIR).glob("*.cnn"))
-REGEN = os.environ.get("GRAPHDSL_REGEN") == "1"
 LOCATION = re.compile(r"^(?P<file>[^\s:]+\.cnn):(?P<line>\d+):(?P<col>\d+): error: ", re.M)
 
 
@@ -73,11 +73,7 @@ def test_golden(name):
     assert "Traceback" not in result.output
     assert result.exit_code == 1, result.output
     assert result.stdout == ""
-    golden = ROOT / CASES_DIR / f"{name}.err"
-    if REGEN:
-        golden.write_text(result.stderr, encoding="utf-8")
-    assert golden.exists(), f"no golden file {golden}; run GRAPHDSL_REGEN=1 pytest {__file__}"
-    assert result.stderr == golden.read_text(encoding="utf-8")
+    check_golden(ROOT / CASES_DIR / f"{name}.err", result.stderr)
 
 
 @pytest.mark.parametrize("name", CASES)

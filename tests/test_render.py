@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import golden_files
 import graphviz
 import pytest
 from click.testing import CliRunner
@@ -21,12 +22,12 @@ from click.testing import CliRunner
 import graphdsl
 from graphdsl.backends import dot
 from graphdsl.cli import main
+from graphdsl.files import write_atomic
 from graphdsl.ops import REGISTRY
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
 ROOT = HERE.parent
-REGEN = os.environ.get("GRAPHDSL_REGEN") == "1"
 HAVE_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAVE_DOT, reason="Graphviz's `dot` program is not installed")
 
@@ -45,11 +46,7 @@ def load(spec: str, network: str | None = None, **overrides) -> graphdsl.Network
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if REGEN:
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"no golden file {path}; run with GRAPHDSL_REGEN=1 to create it"
-    assert text == path.read_text(encoding="utf-8"), f"{name} changed; GRAPHDSL_REGEN=1 rewrites it: review the diff"
+    golden_files.check_golden(GOLDEN / name, text)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -280,7 +277,7 @@ def test_write_is_atomic(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError):
-        dot.write_atomic(out, b"new")
+        write_atomic(out, b"new")
     assert out.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["net.dot"]
 
 

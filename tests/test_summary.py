@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from pathlib import Path
 
+import golden_files
 import pytest
 from click.testing import CliRunner
 
@@ -24,7 +24,6 @@ from graphdsl.cli import main
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden"
 SPECS = HERE.parent / "specs"
-REGEN = os.environ.get("GRAPHDSL_REGEN") == "1"
 
 
 def load(spec: str, network: str | None = None, **overrides) -> graphdsl.Network:
@@ -40,11 +39,7 @@ def library(path: str, network: str | None = None) -> graphdsl.Network:
 
 
 def check_golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if REGEN:
-        path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"no golden file {path}; run with GRAPHDSL_REGEN=1 to create it"
-    assert text == path.read_text(encoding="utf-8"), f"{name} changed; GRAPHDSL_REGEN=1 rewrites it: review the diff"
+    golden_files.check_golden(GOLDEN / name, text)
 
 
 def row(summary: Summary, name: str):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from golden_files import check_golden
 from hypothesis import example, given
 from hypothesis import strategies as st
 
@@ -27,7 +28,6 @@ from graphdsl.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = ROOT / "tests" / "golden" / "torch"
-REGEN = os.environ.get("GRAPHDSL_REGEN") == "1"
 
 SMALL = '''
 """A small network for the golden file: every kind of scope the generator tells apart."""
@@ -90,13 +90,7 @@ def net(body: str, params: str = "") -> str:
 
 @pytest.mark.parametrize("name", sorted(GOLDEN_SPECS))
 def test_golden(name):
-    text = graphdsl.load(spec(name)).source()
-    golden = GOLDEN / f"{name}.py"
-    if REGEN:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-    assert golden.exists(), f"no golden file {golden}; run GRAPHDSL_REGEN=1 pytest {__file__}"
-    assert text == golden.read_text(encoding="utf-8")
+    check_golden(GOLDEN / f"{name}.py", graphdsl.load(spec(name)).source())
 
 
 def test_goldens_are_lint_clean():
@@ -113,12 +107,11 @@ def test_goldens_are_lint_clean():
 
 def test_generation_is_deterministic_across_processes():
     """Same spec, same bytes, whatever the hash seed of the process."""
-    path = spec("resnet18") if (ROOT / "specs/resnet18.cnn").exists() else None
-    code = ("import graphdsl, sys; from tests.test_torch_codegen import SMALL; "
-            f"sys.stdout.write(graphdsl.load({path!r} or SMALL).source())")
+    path = str(spec("resnet18"))
+    code = f"import graphdsl, sys; sys.stdout.write(graphdsl.load({path!r}).source())"
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
-    assert outs == {graphdsl.load(path or SMALL).source()}
+    assert outs == {graphdsl.load(path).source()}
 
 
 def test_generating_source_does_not_import_torch():

@@ -16,8 +16,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import graphdsl  # noqa: E402
-from graphdsl.backends.torch import MODULE_ATTRS, SEQUENTIAL_ATTRS, node_shapes, write_source  # noqa: E402
+from graphdsl.backends.torch import MODULE_ATTRS, SEQUENTIAL_ATTRS, node_shapes  # noqa: E402
 from graphdsl.cli import main  # noqa: E402
+from graphdsl.files import write_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -118,7 +119,7 @@ def test_pickle_and_deepcopy_in_process(tiny):
 
 def test_pickle_through_the_written_file(tmp_path, tiny):
     """A module built from the written file pickles; another process, with the file importable, loads it."""
-    write_source(tmp_path / "tinynet.py", tiny.source())
+    write_atomic(tmp_path / "tinynet.py", tiny.source())
     save = textwrap.dedent(f"""
         import sys, pickle, torch
         sys.path.insert(0, {str(tmp_path)!r})

@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import html
 import os
-import tempfile
 from pathlib import Path
 
 import graphviz
 import networkx as nx
 from graphviz import ExecutableNotFound
 
+from ..files import write_atomic
 from ..ops import REGISTRY
 from ..ops.base import fmt_shape
 from ..units import TIMES, human
@@ -248,22 +248,3 @@ def write(graph: graphviz.Digraph, path: str | os.PathLike, format: str | None =
     data = graph.source.encode("utf-8") if fmt == "dot" else graph.pipe(format=fmt)
     write_atomic(path, data)
     return Path(path)
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write through a temporary file in the same folder and os.replace, so no half file is ever seen."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent if str(path.parent) else ".", prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise

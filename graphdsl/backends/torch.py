@@ -50,7 +50,7 @@ How the IR maps to PyTorch:
 
 API: `generate(net) -> Generated` (source, class name), `source(net)`, `to_torch(net, device, dtype)`,
 `build(generated, device, dtype)`, `run(module, input_shape, device, batch, training)`,
-`node_shapes(net, module, x)`, `write_source(path, text)` (atomic).
+`node_shapes(net, module, x)`.
 
 Nothing of the spec is pasted into code: identifiers come from a `Namespace` that validates and
 de-duplicates them, module names that are not identifiers (`0`, `class`) go through
@@ -72,12 +72,10 @@ import linecache
 import os
 import re
 import sys
-import tempfile
 import textwrap
 import time
 import types
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import networkx as nx
 
@@ -1029,22 +1027,3 @@ def node_shapes(net, module, x) -> dict[str, tuple[int, ...]]:
         k += gen.fx_nodes[n]
         shapes[n] = tuple(results[fx[k - 1]].shape[1:])
     return shapes
-
-
-def write_source(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` atomically: a temporary file in the same folder, then os.replace."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -12,7 +12,7 @@ import networkx as nx
 
 from .diagnostics import Diagnostic, SpecError, too_deep
 from .elaborate import Elaborator
-from .ops import Shape
+from .ops import Shape, fmt_shape
 from .passes import costs, receptive_field, run_passes
 from .program import choose_network, load_program, read_source
 
@@ -168,8 +168,8 @@ class Network:
             return None
 
     def __repr__(self) -> str:
-        outs = ", ".join(f"{k}: {'x'.join(map(str, v))}" for k, v in self.output_shapes.items())
-        return (f"<Network {self.name}: input {'x'.join(map(str, self.input_shape))}, outputs {outs}, "
+        outs = ", ".join(f"{k}: {fmt_shape(v)}" for k, v in self.output_shapes.items())
+        return (f"<Network {self.name}: input {fmt_shape(self.input_shape)}, outputs {outs}, "
                 f"{self.params:,} params, {self.macs:,} MACs>")
 
 
@@ -249,19 +249,6 @@ def _elaborate(spec, network: str | None, overrides: dict) -> tuple[nx.DiGraph |
         except RecursionError:
             return None, [too_deep(file)], program.sources
     return graph, elaborator.diagnostics, program.sources
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic GC while a load allocates its many small objects: otherwise each
-    collection rescans the growing tree and load time grows faster than the spec."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def compile(spec: str | os.PathLike, network: str | None = None, **overrides):

@@ -8,11 +8,14 @@
 
 from __future__ import annotations
 
+import re
+
 import networkx as nx
 
 from .ops import REGISTRY, numel
 
 NODE_KEYS = ("op", "attrs", "scope", "span", "shape")
+SCOPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z|[0-9]+\Z")  # a label or a position: a module path segment
 
 
 class IRError(AssertionError):
@@ -38,6 +41,10 @@ def lint(g: nx.DiGraph) -> None:
             problems.append(f"{n}: bad shape {d['shape']}")
         if d["op"] != "input" and ".".join(d["scope"]) != n:
             problems.append(f"{n}: scope {d['scope']} does not match the node id")
+        if d["op"] != "input" and not all(SCOPE_NAME.match(p) for p in d["scope"]):
+            problems.append(f"{n}: scope {d['scope']} is not a module path")
+        if any(".".join(d["scope"][:i]) in g for i in range(1, len(d["scope"]))):
+            problems.append(f"{n}: lies inside another node")
         order = sorted(e["index"] for _, _, e in g.in_edges(n, data=True))
         if order != list(range(len(order))):
             problems.append(f"{n}: input indices {order}")

@@ -84,6 +84,7 @@ from ..ops import REGISTRY
 from ..ops.base import py
 from ..passes import inputs_of
 from ..values import show
+from .scopes import Scope, scope_tree
 
 # ---- names -----------------------------------------------------------------------------------------
 
@@ -121,7 +122,6 @@ _get_item_by_idx append extend insert pop
 """.split())
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-_SCOPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z|[0-9]+\Z")
 
 
 class Namespace:
@@ -367,32 +367,13 @@ class Generator:
     # ---- tree ------------------------------------------------------------------------------------------
 
     def tree(self) -> Box:
-        g = self.g
-        scopes = g.graph.get("scopes", {})
-        root = Box((), {"kind": "network"})
-        index: dict[tuple[str, ...], Box] = {(): root}
-        for n, d in g.nodes(data=True):
-            if d["op"] == "input":
-                continue
-            path = tuple(d["scope"])
-            if not path or not all(_SCOPE_NAME.match(p) for p in path):
-                raise AssertionError(f"node {n!r}: scope {path!r} is not a module path")
-            parent = root
-            for i in range(1, len(path)):
-                sub = path[:i]
-                box = index.get(sub)
-                if box is None:
-                    box = Box(sub, scopes.get(sub, {"kind": "group"}))
-                    index[sub] = box
-                    parent.children.append(box)
-                elif box.node is not None:
-                    raise AssertionError(f"{'.'.join(sub)} is both a node and a scope")
-                parent = box
-            if path in index:
-                raise AssertionError(f"{n} is both a node and a scope")
-            leaf = Box(path, {"kind": "node"}, node=n)
-            index[path] = leaf
-            parent.children.append(leaf)
+        """The IR's scope tree (shared with the diagrams and summaries), as boxes with interfaces."""
+        def box(scope: Scope) -> Box:
+            children = [box(c) if isinstance(c, Scope) else Box(self.g.nodes[c]["scope"], {"kind": "node"}, node=c)
+                        for c in scope.children]
+            return Box(scope.path, scope.info, children=children)
+
+        root = box(scope_tree(self.g))
         self._interface(root)
         root.ins = ["input"]
         root.outs = list(self.outputs)

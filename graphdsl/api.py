@@ -174,9 +174,12 @@ class Network:
 
 
 def _is_path(spec) -> bool:
+    """A path, or the text of a spec (which, defining a network, has a `{`)."""
     if isinstance(spec, os.PathLike):
         return True
-    return "\n" not in spec and "{" not in spec and (spec.endswith(".cnn") or os.path.exists(spec))
+    if not isinstance(spec, str):
+        raise TypeError(f"load() takes a path or the text of a spec, not {type(spec).__name__}")
+    return "\n" not in spec and "{" not in spec
 
 
 @contextlib.contextmanager

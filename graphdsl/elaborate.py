@@ -81,6 +81,7 @@ class Elaborator:
         self.output_seen: Span | None = None
         self.input_seen: Span | None = None  # where the network's `input` is, once reached
         self.before_input_reported = False
+        self.repeats: dict[tuple, list] = {}  # (message, span) -> [index in diagnostics, times met again]
 
     # ---- entry --------------------------------------------------------------------------
 
@@ -105,6 +106,12 @@ class Elaborator:
             self.body(net.body, ctx)
         outputs = self.outputs if self.outputs is not None else [("output", ctx.current)]
         g.graph["outputs"] = [(name, node) for name, node in outputs if node is not None]
+        for index, again in self.repeats.values():
+            if again:
+                d = self.diagnostics[index]
+                more = f"{again} more time{'s' if again > 1 else ''}"
+                self.diagnostics[index] = replace(d, notes=(*d.notes, f"the same error comes up {more}, "
+                                                                     "through other uses of this code"))
         return g
 
     def _unalias(self, net: ast.Definition, overrides: dict) -> tuple[ast.Definition, dict]:
@@ -147,6 +154,7 @@ class Elaborator:
         for p in net.params:
             if p.name in overrides:
                 values[p.name] = overrides[p.name]
+                ok = self._check_override(p, overrides[p.name], values) and ok
             elif p.default is not None:
                 try:
                     values[p.name] = evaluate(p.default, values, lambda: NO_INPUT)
@@ -158,6 +166,24 @@ class Elaborator:
                 self.diagnostics.append(Diagnostic(f"network parameter `{p.name}` needs a value", p.span,
                                                    help=f"give it a default, or pass `-D {p.name}=...`"))
         return values if ok else None
+
+    def _check_override(self, p: ast.Param, value, values: dict) -> bool:
+        """An override keeps the kind of value its default has (`-D aux_logits=False` is a string)."""
+        if p.default is None:
+            return True
+        try:
+            default = evaluate(p.default, values, lambda: NO_INPUT)
+        except Failure:
+            return True  # the default's own error is reported where it is used
+        if _same_kind(value, default):
+            return True
+        kind = type_name(default)
+        example = show(not default) if isinstance(default, bool) else show(default)
+        self.diagnostics.append(Diagnostic(
+            f"`{p.name}` is {_a(kind)} {kind} (default {show(default)}), but it is given the "
+            f"{type_name(value)} {show(value)}", p.span,
+            help=f"give `{p.name}` {_a(kind)} {kind}, e.g. `-D {p.name}={example}`"))
+        return False
 
     # ---- statements -----------------------------------------------------------------------
 
@@ -172,6 +198,11 @@ class Elaborator:
                 ctx.current = None
 
     def _report(self, diag: Diagnostic, ctx: Ctx) -> None:
+        key = (diag.message, diag.span)
+        if key in self.repeats:  # one mistake in a block or loop, met again through another use: once
+            self.repeats[key][1] += 1
+            return
+        self.repeats[key] = [len(self.diagnostics), 0]
         notes = tuple(f"in block `{site.block}` used at {site.span}" for site in reversed(ctx.stack))
         self.diagnostics.append(replace(diag, notes=diag.notes + notes))
 
@@ -336,7 +367,8 @@ class Elaborator:
         op = REGISTRY.get(call.name)
         if op is None:
             raise error(f"unknown operator or block `{call.name}`", call.name_span,
-                        help=did_you_mean(call.name, [*REGISTRY, *self.program.blocks], "operators"))
+                        help=_known_as(call.name) or did_you_mean(call.name, [*REGISTRY, *self.program.blocks],
+                                                                  "operators"))
         if op.merges:
             tensor_args = [a for a in call.args if a.name is None]
             if not tensor_args:
@@ -565,3 +597,22 @@ def _head_span(item) -> Span:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _same_kind(value, default) -> bool:
+    """Whether `value` can stand where `default` does: the same type, or an int for a float."""
+    if isinstance(default, float) and not isinstance(value, bool):
+        return isinstance(value, (int, float))
+    return type(value) is type(default)
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+def _known_as(name: str) -> str | None:
+    """`BatchNorm2d` -> "graphdsl calls it `bn`": the names users bring from PyTorch, Keras, Caffe."""
+    for op in REGISTRY.values():
+        if name.lower() in (alias.lower() for alias in op.known_as):
+            return f"graphdsl calls it `{op.name}`"
+    return None

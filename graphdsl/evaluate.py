@@ -100,6 +100,9 @@ def _in_attr(attr: str, span, shape):
         raise Poisoned()
     if attr == "rank":
         return len(shape)
+    if attr == "features" and len(shape) == 3:
+        raise error(f"`in.features` is the size of a flat input, and this one is {'x'.join(map(str, shape))}", span,
+                    help="`in.channels`, `in.height` and `in.width` read a CxHxW input")
     if attr in ("channels", "features"):
         return shape[0]
     if attr in ("height", "width"):

@@ -38,7 +38,8 @@ def read_source(path: str) -> tuple[str | None, Diagnostic | None]:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
-        return None, Diagnostic(f"no such file `{path}`", None, help="check the path")
+        hint = f"did you mean `{path}.cnn`?" if os.path.isfile(path + ".cnn") else "check the path"
+        return None, Diagnostic(f"no such file `{path}`", None, help=hint)
     except IsADirectoryError:
         return None, Diagnostic(f"`{path}` is a directory, not a spec file", None)
     except OSError as e:
@@ -84,8 +85,11 @@ def _load_module(program: Program, text: str, file: str, stack: tuple[str, ...])
             continue
         src, problem = read_source(target)
         if problem is not None:
+            hint = f"the path is relative to `{file}`; resolved to `{target}`"
+            if not target.endswith(".cnn") and os.path.isfile(target + ".cnn"):
+                hint = f"did you mean `{imp.path}.cnn`?"
             program.diagnostics.append(Diagnostic(f"cannot import `{imp.path}`: {problem.message}", imp.span,
-                                                  help=f"the path is relative to `{file}`; resolved to `{target}`"))
+                                                  help=hint))
             continue
         program.loaded.add(target_key)
         _load_module(program, src, target, (*stack, key))

@@ -297,7 +297,7 @@ class _ToAst(Transformer):
     def shape_literal(self, meta, children):
         tok = children[0]
         span = _tok_span(self.file, tok)
-        return tuple(ast.Const(int(d), span) for d in str(tok).split("x"))
+        return tuple(ast.Const(int(d), span) for d in re.split("[x×]", str(tok)))  # 3x224x224, 3×224×224, 784
 
     def shape_exprs(self, meta, children):
         return tuple(children)

@@ -240,3 +240,43 @@ def test_deep_nesting_is_a_diagnostic_not_a_traceback(depth):
     for body in ("g: [" * depth + "]" * depth, "[" * depth + "relu" + "]" * depth):
         with pytest.raises(graphdsl.SpecError, match="nested too deeply"):
             load(f"input 3x8x8\n{body}")
+
+
+def test_shapes_as_graphdsl_prints_them_and_flat_inputs():
+    assert load("input 3×8×8\nconv(4, 3)").output_shapes["output"] == (4, 6, 6)
+    assert load("input 784\nlinear(10)").output_shapes["output"] == (10,)
+
+
+@pytest.mark.parametrize("name, op", [("BatchNorm2d", "bn"), ("ReLU", "relu"), ("fc", "linear"), ("Dense", "linear"),
+                                      ("cat", "concat"), ("LeakyReLU", "leaky_relu")])
+def test_names_from_other_tools_are_translated(name, op):
+    (diag,) = graphdsl.check(f"network n {{ input 3x8x8 {name} }}")
+    assert diag.help == f"graphdsl calls it `{op}`"
+
+
+def test_overrides_keep_the_kind_of_their_default():
+    src = "network n(c = 4, flag = true, p = 0.5) { input 3x8x8 conv(c, 1) if flag { dropout(p) } }"
+    (diag,) = graphdsl.check(src, flag="False")
+    assert diag.message == '`flag` is a boolean (default true), but it is given the string "False"'
+    assert diag.span.col == src.index("flag") + 1  # columns count from 1
+    assert graphdsl.check(src, p=1) == []  # an integer where a number is expected is fine
+    assert len(graphdsl.check(src, c=2.5, flag=1)) == 2
+
+
+def test_one_mistake_in_a_block_is_reported_once():
+    src = "block b(c) { conv(c, 3, pad=1, strid=1) }\nnetwork n { input 3x8x8  b(8) * 4  [b(8), b(8)] }"
+    (diag,) = graphdsl.check(src)
+    assert "has no argument `strid`" in diag.message
+    assert any("comes up 5 more times" in note for note in diag.notes)
+
+
+def test_in_features_is_for_flat_inputs():
+    (diag,) = graphdsl.check("network n { input 3x8x8 conv(in.features, 1) }")
+    assert "`in.features` is the size of a flat input" in diag.message
+
+
+def test_a_mistyped_path_is_not_read_as_spec_text():
+    with pytest.raises(graphdsl.SpecError, match="no such file `lenet.cn`"):
+        graphdsl.load("lenet.cn")
+    with pytest.raises(TypeError):
+        graphdsl.load(None)

@@ -379,9 +379,12 @@ def test_compile_never_writes_on_error_and_keeps_the_earlier_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.cnn", "out.py"]
 
 
-def test_compile_into_a_missing_folder_is_an_error_not_a_traceback(tmp_path):
+def test_compile_makes_the_output_folder_and_reports_unwritable_paths(tmp_path):
     spec_path = write(tmp_path, "s.cnn", SMALL)
-    result = CliRunner().invoke(main, ["compile", str(spec_path), "-o", str(tmp_path / "nope" / "s.py")])
+    result = CliRunner().invoke(main, ["compile", str(spec_path), "-o", str(tmp_path / "build" / "s.py")])
+    assert result.exit_code == 0 and (tmp_path / "build" / "s.py").exists()
+    (tmp_path / "afile").write_text("")
+    result = CliRunner().invoke(main, ["compile", str(spec_path), "-o", str(tmp_path / "afile" / "s.py")])
     assert result.exit_code == 1 and result.output.startswith("error: cannot write")
     assert isinstance(result.exception, SystemExit)
 

@@ -35,7 +35,7 @@ class _Activation(Op):
 def _activation(name: str, torch_name: str, *args: Arg) -> type[Op]:
     doc = f"elementwise activation, as torch.nn.{torch_name}"
     return type(_Activation)(torch_name, (_Activation,), {"name": name, "torch_name": torch_name, "args": args,
-                                                           "doc": doc})
+                                                           "doc": doc, "known_as": (torch_name,)})
 
 
 ReLU = _activation("relu", "ReLU", Arg("inplace", boolean, False))
@@ -51,6 +51,7 @@ Tanh = _activation("tanh", "Tanh")
 class Softmax(_Activation):
     name = "softmax"
     torch_name = "Softmax"
+    known_as = ("Softmax",)
     doc = "softmax over the channels (dim 1), as torch.nn.Softmax(dim=1)"
 
     def _torch_kw(self, a) -> dict:

@@ -161,6 +161,7 @@ class Op:
     # May accumulate into its first input (`out += identity`) where nothing else reads it; the
     # torch backend then passes `inplace=True` to `torch_call`.
     accumulates: ClassVar[bool] = False
+    known_as: ClassVar[tuple[str, ...]] = ()  # its names in PyTorch, Keras, Caffe: for "did you mean"
     doc: ClassVar[str] = ""
 
     def output_shape(self, a: dict, ins: list[Shape]) -> Shape:

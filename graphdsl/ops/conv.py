@@ -8,6 +8,7 @@ from .base import Arg, Op, OpError, Window, boolean, fmt_shape, hw, padding, pai
 
 class Conv(Op):
     name = "conv"
+    known_as = ("Conv2d", "Conv2D", "conv2d", "convolution", "Convolution")
     overwritable = True
     family = "conv"
     ranks = (3,)

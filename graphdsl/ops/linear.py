@@ -7,6 +7,7 @@ from .base import Arg, Op, OpError, boolean, fmt_shape, positive_int, pycall
 
 class Linear(Op):
     name = "linear"
+    known_as = ("Linear", "fc", "dense", "Dense", "InnerProduct", "fully_connected")
     overwritable = True
     family = "linear"
     ranks = (1,)

@@ -7,6 +7,7 @@ from .base import Op, OpError, fmt_shape, numel, pycall
 
 class Concat(Op):
     name = "concat"
+    known_as = ("cat", "Concat", "Concatenate", "concatenate")
     overwritable = True
     family = "merge"
     merges = True
@@ -27,6 +28,7 @@ class Concat(Op):
 
 class Add(Op):
     name = "add"
+    known_as = ("Add", "Eltwise", "sum")
     overwritable = True
     accumulates = True
     family = "merge"
@@ -36,7 +38,7 @@ class Add(Op):
     def output_shape(self, a, ins):
         if any(s != ins[0] for s in ins[1:]):
             raise OpError("`add` needs equal shapes, got " + ", ".join(fmt_shape(s) for s in ins),
-                          help="add a projection to the shortcut, e.g. `shortcut { conv(C, 1, stride=s) bn }`")
+                          help="bring the smaller input to the other's shape, e.g. with a 1x1 `conv(C, 1, stride=s)`")
         return ins[0]
 
     def other_ops(self, a, ins, out):

@@ -7,6 +7,7 @@ from .base import Arg, Op, boolean, number, positive_int, positive_number, proba
 
 class BatchNorm(Op):
     name = "bn"
+    known_as = ("BatchNorm2d", "BatchNorm1d", "BatchNorm", "batchnorm", "batch_norm", "BatchNormalization")
     overwritable = True
     family = "norm"
     doc = "batch normalisation over channels, as torch.nn.BatchNorm2d (BatchNorm1d on flat input)"
@@ -38,6 +39,7 @@ class BatchNorm(Op):
 
 class LocalResponseNorm(Op):
     name = "lrn"
+    known_as = ("LocalResponseNorm", "LRN", "local_response_norm")
     family = "norm"
     ranks = (3,)
     doc = "local response normalisation across channels, as torch.nn.LocalResponseNorm (AlexNet, GoogLeNet v1)"

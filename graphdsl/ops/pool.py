@@ -133,11 +133,14 @@ class _Pool(Op):
 
 class MaxPool(_Pool):
     name = "maxpool"
+    known_as = ("MaxPool2d", "max_pool", "max_pool2d", "MaxPooling2D", "AdaptiveMaxPool2d", "GlobalMaxPooling2D")
     mode = "max"
 
 
 class AvgPool(_Pool):
     name = "avgpool"
+    known_as = ("AvgPool2d", "avg_pool", "avg_pool2d", "AveragePooling2D", "AdaptiveAvgPool2d",
+                "GlobalAveragePooling2D")
     mode = "avg"
 
 

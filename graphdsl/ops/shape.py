@@ -7,6 +7,7 @@ from .base import Arg, Op, OpError, Window, fmt_shape, numel, positive_int, prob
 
 class Flatten(Op):
     name = "flatten"
+    known_as = ("Flatten",)
     aliases_input = True
     family = "reshape"
     doc = "flatten CxHxW to C*H*W features, as torch.flatten(x, 1)"
@@ -28,6 +29,7 @@ class Flatten(Op):
 
 class Identity(Op):
     name = "identity"
+    known_as = ("Identity",)
     aliases_input = True
     family = "reshape"
     doc = "passes its input through, as torch.nn.Identity"
@@ -38,6 +40,7 @@ class Identity(Op):
 
 class Dropout(Op):
     name = "dropout"
+    known_as = ("Dropout", "Dropout2d")
     aliases_input = True  # in eval mode
     family = "regularize"
     doc = "zeroes elements with probability p while training, as torch.nn.Dropout"

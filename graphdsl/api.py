@@ -13,10 +13,8 @@ import networkx as nx
 from .diagnostics import Diagnostic, SpecError, too_deep
 from .elaborate import Elaborator
 from .ops import Shape, fmt_shape
-from .passes import costs, receptive_field, run_passes
+from .passes import FIGURES, PASSES, inputs_of, run_passes
 from .program import choose_network, load_program, read_source
-
-FIGURES = ("params", "buffers", "macs", "other_ops", "activations")
 
 
 @dataclass(frozen=True)
@@ -99,7 +97,7 @@ class Network:
         for n, d in g.nodes(data=True):
             if d["op"] == "input":
                 continue
-            preds = tuple(u for u, _, _ in sorted(g.in_edges(n, data="index"), key=lambda e: e[2]))
+            preds = tuple(inputs_of(g, n))
             out.append(Layer(n, d["op"], d["attrs"], d["shape"], preds, *(d[k] for k in FIGURES), d["rf"], d["jump"]))
         return out
 
@@ -182,6 +180,14 @@ def _is_path(spec) -> bool:
     return "\n" not in spec and "{" not in spec
 
 
+def _values(overrides: dict) -> dict:
+    """Python values as the language's: lists are tuples (`cfg=[64, "M"]` works like `(64, "M")`)."""
+    def value(v):
+        return tuple(value(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+    return {k: value(v) for k, v in overrides.items()}
+
+
 @contextlib.contextmanager
 def _gc_paused():
     """Pause the cyclic GC while a load allocates its many small objects: otherwise each
@@ -201,7 +207,7 @@ def load(spec: str | os.PathLike, network: str | None = None, **overrides) -> Ne
     `network` picks one of several networks in the file; keyword arguments override the
     network's parameters. Raises SpecError carrying every diagnostic of the run.
     """
-    graph, diagnostics, sources = _elaborate(spec, network, overrides)
+    graph, diagnostics, sources = _elaborate(spec, network, _values(overrides))
     if diagnostics:
         raise SpecError(diagnostics, sources)
     run_passes(graph)
@@ -218,14 +224,14 @@ def load_partial(spec: str | os.PathLike, network: str | None = None,
     SpecError, as `load` does, where nothing could elaborate: unreadable file, syntax or import
     errors, unknown network.
     """
-    graph, diagnostics, sources = _elaborate(spec, network, overrides)
+    graph, diagnostics, sources = _elaborate(spec, network, _values(overrides))
     if not diagnostics:
         run_passes(graph)
         return Network(graph, sources), []
     if graph is None:
         raise SpecError(diagnostics, sources)
-    costs(graph)
-    receptive_field(graph)
+    for figures in PASSES:  # no lint: a partial graph is not a whole network
+        figures(graph)
     return Network(graph, sources), diagnostics
 
 

@@ -16,6 +16,7 @@ from . import ast
 from .diagnostics import Diagnostic, Failure, Span, did_you_mean, error
 from .evaluate import NO_INPUT, POISON, Poisoned, evaluate
 from .ops import REGISTRY, ArgError, Op, OpError, fmt_shape
+from .ops.base import MAX_SIZE
 from .ops.linear import rank_error
 from .program import Program
 from .values import show, type_name
@@ -136,6 +137,8 @@ class Elaborator:
                     raise error(f"network `{base.name}` has no parameter `{a.name}`" if a.name else
                                 f"network `{base.name}` takes {len(params)} parameters", a.span,
                                 help=did_you_mean(a.name or "", params, "parameters"))
+                if name in given:
+                    raise error(f"parameter `{name}` given twice", a.span)
                 given[name] = evaluate(a.value, dict(given), lambda: NO_INPUT)
             overrides = {**given, **overrides}
             net = base
@@ -221,6 +224,9 @@ class Elaborator:
                                              notes=(f"first given at {self.output_seen}",),
                                              help="list every output in one statement: `output a, b`"))
                 self.output_seen = span
+                for i, (name, s) in enumerate(names):
+                    if name in (n for n, _ in names[:i]):
+                        raise error(f"`{name}` is listed twice in `output`", s, help="list each output once")
                 self.outputs = [(name, self.tensor(name, s, ctx)) for name, s in names]
             case ast.From(name=name, span=span):
                 ctx.current = self.tensor(name, span, ctx)
@@ -267,8 +273,8 @@ class Elaborator:
         try:
             for d in stmt.dims:
                 v = self.eval(d, ctx)
-                if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-                    raise error(f"input sizes must be positive integers, got {show(v)}", d.span)
+                if not (isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_SIZE):
+                    raise error(f"input sizes must be positive integers up to {MAX_SIZE:,}, got {show(v)}", d.span)
                 dims.append(v)
         finally:
             self.input_seen = stmt.span  # failed or not, the layers after it are not "before `input`"
@@ -480,10 +486,8 @@ class Elaborator:
         for stmt in stmts:
             try:
                 match stmt:
-                    case ast.Doc():
-                        pass
-                    case ast.Let(name=name, value=value):
-                        self.let(name, value, ctx)
+                    case ast.Doc() | ast.Let() | ast.Assert():  # no tensor: as in any body
+                        self.stmt(stmt, ctx.fork(start))
                     case ast.If(condition=cond, then=then, orelse=orelse):
                         outs += self.branch_outputs(then if self.condition(cond, ctx) else orelse, ctx, start)
                     case ast.For(var=var, iterable=iterable, body=body):

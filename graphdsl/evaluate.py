@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from . import ast
@@ -123,7 +124,22 @@ def _bool(v, span, where: str) -> bool:
                 help="compare explicitly, e.g. `stride != 1`")
 
 
+MAX_INT = 2**63  # values beyond it describe no network; bounding them keeps arithmetic and printing cheap
+
+
 def _binary(op: str, a, b, span):
+    try:
+        result = _operate(op, a, b, span)
+    except OverflowError:
+        raise error(f"`{op}` overflows: its operands are too large", span) from None
+    if (_is_int(result) and abs(result) >= MAX_INT) or (isinstance(result, float) and not math.isfinite(result)):
+        raise error(f"`{op}` gives a number too large for a network (at least 2^63)", span)
+    if isinstance(result, (tuple, str)) and len(result) > MAX_SEQUENCE:
+        raise error(f"`{op}` gives a list of {len(result):,} values (at most {MAX_SEQUENCE:,})", span)
+    return result
+
+
+def _operate(op: str, a, b, span):
     if op in ("==", "!="):
         return (a == b) == (op == "==")
     if op in ("<", "<=", ">", ">="):

@@ -62,6 +62,9 @@ def inputs_of(g: nx.DiGraph, node: str) -> list[str]:
     return [u for u, _, _ in sorted(g.in_edges(node, data="index"), key=lambda e: e[2])]
 
 
+FIGURES = ("params", "buffers", "macs", "other_ops", "activations")  # what `costs` writes into each node
+
+
 def costs(g: nx.DiGraph) -> None:
     """Parameters, buffers, conv+linear MACs, other work, and activation size of each node."""
     for n, d in g.nodes(data=True):

@@ -11,7 +11,7 @@ from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
 from . import ast
-from .diagnostics import Diagnostic, Span, too_deep
+from .diagnostics import Diagnostic, Failure, Span, too_deep
 from .values import Symbol
 
 MAX_SYNTAX_ERRORS = 10
@@ -66,6 +66,8 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
     except VisitError as e:
         if isinstance(e.orig_exc, RecursionError):
             return None, [too_deep(file)]
+        if isinstance(e.orig_exc, Failure):
+            return None, [e.orig_exc.diagnostic]
         raise
 
 
@@ -212,11 +214,21 @@ def _tok_span(file: str, tok: Token) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
 
 
-def _unquote(tok: Token) -> str:
+ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
+
+
+def _unquote(tok: Token, file: str) -> str:
+    """The text of a string token. \"\"\"Doc strings\"\"\" are raw; "strings" know \\n \\t \\\\ \\" only."""
     s = str(tok)
     if s.startswith('"""'):
         return s[3:-3]
-    return bytes(s[1:-1], "utf-8").decode("unicode_escape") if "\\" in s else s[1:-1]
+    parts = re.split(r"(\\.)", s[1:-1])
+    for i in range(1, len(parts), 2):
+        if parts[i][1] not in ESCAPES:
+            raise Failure(Diagnostic(f"unknown escape `{parts[i]}` in a string", _tok_span(file, tok),
+                                     help='strings know `\\n`, `\\t`, `\\\\` and `\\"`; doc strings in """ are raw'))
+        parts[i] = ESCAPES[parts[i][1]]
+    return "".join(parts)
 
 
 @v_args(meta=True)
@@ -240,7 +252,8 @@ class _ToAst(Transformer):
         return ast.Module(self.file, doc, imports, defs)
 
     def import_stmt(self, meta, children):
-        return ast.Import(_unquote(children[0]), _tok_span(self.file, children[0]))  # errors point at the path
+        path = children[0]
+        return ast.Import(_unquote(path, self.file), _tok_span(self.file, path))  # errors point at the path
 
     def _definition(self, kind, meta, children):
         name, params, body = children
@@ -253,7 +266,7 @@ class _ToAst(Transformer):
     def network_alias(self, meta, children):
         name, base, args, doc = children
         call = ast.Call(str(base), args, self._s(meta), _tok_span(self.file, base))
-        doc = None if doc is None else inspect.cleandoc(_unquote(doc))
+        doc = None if doc is None else inspect.cleandoc(_unquote(doc, self.file))
         return ast.Definition("network", str(name), (), (), doc, self._s(meta), _tok_span(self.file, name), call)
 
     def block(self, meta, children):
@@ -309,11 +322,11 @@ class _ToAst(Transformer):
         return ast.From(str(children[0]), _tok_span(self.file, children[0]))  # errors point at the name
 
     def doc(self, meta, children):
-        return ast.Doc(inspect.cleandoc(_unquote(children[0])), self._s(meta))
+        return ast.Doc(inspect.cleandoc(_unquote(children[0], self.file)), self._s(meta))
 
     def assert_stmt(self, meta, children):
         cond, message = children
-        return ast.Assert(cond, None if message is None else _unquote(message), self._s(meta))
+        return ast.Assert(cond, None if message is None else _unquote(message, self.file), self._s(meta))
 
     # items
     def repeat(self, meta, children):
@@ -394,7 +407,7 @@ class _ToAst(Transformer):
         return ast.Const(float(children[0]), self._s(meta))
 
     def string(self, meta, children):
-        return ast.Const(_unquote(children[0]), self._s(meta))
+        return ast.Const(_unquote(children[0], self.file), self._s(meta))
 
     def true(self, meta, children):
         return ast.Const(True, self._s(meta))

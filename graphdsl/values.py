@@ -19,8 +19,9 @@ def show(value) -> str:
     """A value as the spec would write it."""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
+    if isinstance(value, str):  # as the spec would write it, escapes included
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+        return f'"{escaped}"'
     if isinstance(value, tuple):
         return "(" + ", ".join(show(v) for v in value) + ")"
     if isinstance(value, float):

@@ -280,3 +280,28 @@ def test_a_mistyped_path_is_not_read_as_spec_text():
         graphdsl.load("lenet.cn")
     with pytest.raises(TypeError):
         graphdsl.load(None)
+
+
+@pytest.mark.parametrize("source, message", [
+    ('network n { "bad \\x" input 3x8x8 }', "unknown escape `\\x` in a string"),
+    ("network n { let a = 10000000000 * 10000000000 * 100000 input 3x8x8 }", "too large for a network"),
+    ("network n { input 3x8x8 conv(3000000000, 1) }", "at most 2,147,483,647"),
+    ("network b(n = 1) { input 3x8x8 relu }\nnetwork a = b(2, n=3)", "parameter `n` given twice"),
+    ("network n { input 3x8x8 x: relu output x, x }", "`x` is listed twice in `output`"),
+    ("network n { input 3x8x8 avgpool(adaptive=2, pad=1) }", "`pad` has no meaning for adaptive pooling"),
+    ("network n { input 3x8x8 maxpool(global, stride=2) }", "`stride` has no meaning for global pooling"),
+])
+def test_review_findings_are_diagnostics(source, message):
+    diags = graphdsl.check(source, network=None if "network a" not in source else "a")
+    assert diags and message in diags[0].message
+
+
+def test_strings_know_few_escapes_and_doc_strings_are_raw():
+    net = graphdsl.load('network n { """raw \\alpha""" input 3x8x8 }')
+    assert net.doc == "raw \\alpha"
+    assert graphdsl.load('network n(s = "a\\"b\\n") { input 3x8x8 }').graph.graph["params"]["s"] == 'a"b\n'
+
+
+def test_python_lists_are_lists():
+    net = graphdsl.load("network n(cfg = (1, 2)) { input 3x8x8 for c in cfg { conv(c, 1) } }", cfg=[4, 5])
+    assert net.output_shapes["output"] == (5, 8, 8)

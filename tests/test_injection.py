@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 import graphdsl
 from graphdsl.cli import main
+from graphdsl.values import show
 
 TRIPWIRE = Path(os.environ.get("TMPDIR", "/tmp")) / "graphdsl_injection_tripwire"
 
@@ -192,7 +193,7 @@ def test_string_parameters_from_overrides():
     payload = trip('"""\nimport os; os.system("touch TRIP")\n"""')
     net = graphdsl.load('network n(tag = "x") { input 3x8x8  conv(4, 1) }', tag=payload)
     tree = check_source(net.source())
-    assert payload in ast.get_docstring(tree, clean=False)
+    assert show(payload) in ast.get_docstring(tree, clean=False)  # as the spec would write it
     build_and_run(net)
 
 

@@ -241,3 +241,14 @@ def test_cli_run_on_cuda(tmp_path):
                                        "--device", "cuda"])
     assert result.exit_code == 0, result.output
     assert "ran on cuda, eval mode, batch 1: fc 1x10" in result.output
+
+
+def test_inplace_activation_after_an_op_autograd_needs_is_not_inplace():
+    net = graphdsl.load("network n { input 3x8x8 conv(4, 3, pad=1) sigmoid relu(inplace=true) flatten linear(2) }")
+    assert "inplace=True" not in net.source()
+    net.to_torch().train()(torch.randn(2, 3, 8, 8)).sum().backward()
+
+
+def test_a_network_without_layers_compiles():
+    module = graphdsl.load("network n { input 3x8x8 }").to_torch()
+    assert module(torch.ones(1, 3, 8, 8)).shape == (1, 3, 8, 8)

@@ -20,6 +20,7 @@ from graphviz import ExecutableNotFound
 from ..files import write_atomic
 from ..ops import REGISTRY
 from ..ops.base import fmt_shape
+from ..passes import inputs_of
 from ..units import TIMES, human
 from ..values import show
 from .scopes import Cluster, Unit, call_text, flatten, output_node, view
@@ -97,7 +98,7 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
     for v in g.nodes:
         if v not in owner or v == "input":
             continue
-        for u, _, _ in sorted(g.in_edges(v, data="index"), key=lambda e: e[2]):
+        for u in inputs_of(g, v):
             a, b = owner.get(u), owner[v]
             if a is not None and a != b:
                 edges.setdefault((a, b), u)

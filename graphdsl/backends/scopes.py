@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
+from ..passes import inputs_of
 from ..values import show
 
 
@@ -129,7 +130,7 @@ def boundary(g: nx.DiGraph, members: list[str]) -> tuple[list[str], list[str]]:
     outputs = {node for _, node in g.graph.get("outputs", [])}
     ins: dict[str, None] = {}
     for n in members:
-        for p in _ordered_preds(g, n):
+        for p in inputs_of(g, n):
             if p not in inside:
                 ins[p] = None
     outs = [n for n in members if n in outputs or any(s not in inside for s in g.successors(n))]
@@ -142,10 +143,6 @@ def output_node(g: nx.DiGraph, members: list[str]) -> str:
     return outs[-1] if outs else members[-1]
 
 
-def _ordered_preds(g: nx.DiGraph, n: str) -> list[str]:
-    return [u for u, _, _ in sorted(g.in_edges(n, data="index"), key=lambda e: e[2])]
-
-
 def signature(g: nx.DiGraph, scope: Scope) -> tuple:
     """Equal for scopes that hold the same layers, named, shaped and wired the same way."""
     prefix = len(scope.path)
@@ -154,7 +151,7 @@ def signature(g: nx.DiGraph, scope: Scope) -> tuple:
     rows = []
     for n in scope.members:
         d = g.nodes[n]
-        wires = tuple(local.get(p, ("ext", ext.index(p) if p in ext else -1)) for p in _ordered_preds(g, n))
+        wires = tuple(local.get(p, ("ext", ext.index(p) if p in ext else -1)) for p in inputs_of(g, n))
         rows.append((local[n], d["op"], repr(d["attrs"]), d["shape"], wires))
     info = (scope.kind, scope.info.get("block"), repr(scope.info.get("args")))
     return info, tuple(rows)

@@ -22,12 +22,12 @@ import networkx as nx
 
 from ..ops import REGISTRY
 from ..ops.base import fmt_shape
+from ..passes import FIGURES, inputs_of
 from ..units import TIMES, human, human_bytes
 from .scopes import call_text, output_node, units
 
 BYTES = 4  # float32
 FORMATS = ("table", "json", "csv", "markdown")
-FIGURES = ("params", "buffers", "macs", "other_ops", "activations")
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def rows(g: nx.DiGraph, depth: int | None = None) -> list[Row]:
         members = set(u.members)
         feeds: dict[str, None] = {}
         for n in u.members:
-            for p, _, _ in sorted(g.in_edges(n, data="index"), key=lambda e: e[2]):
+            for p in inputs_of(g, n):
                 if p not in members:
                     feeds[owner.get(p, p)] = None
         if u.kind == "node":
@@ -242,6 +242,3 @@ class Summary:
     def _repr_markdown_(self) -> str:
         return self.markdown()
 
-
-def summary(g: nx.DiGraph, depth: int | None = None) -> Summary:
-    return Summary(g, depth)

@@ -393,7 +393,7 @@ class Generator:
                     box.ins.append(p)
         box.outs = [m for m in box.members
                     if m in self.output_set or any(s not in inside for s in self.g.successors(m))]
-        if not box.outs:  # a result nothing reads: still computed, as the IR counts it
+        if not box.outs and box.members:  # a result nothing reads: still computed, as the IR counts it
             box.outs = [box.members[-1]]
 
     # ---- decisions -------------------------------------------------------------------------------------
@@ -405,21 +405,22 @@ class Generator:
         """The node's attributes, with `inplace` only where writing into the input harms nothing."""
         a = dict(self.g.nodes[node]["attrs"])
         preds = inputs_of(self.g, node)
-        if a.get("inplace") and any(self.shared(p) for p in preds):
+        if a.get("inplace") and not all(self.writable(p) for p in preds):
             a["inplace"] = False
         if self.op(node).accumulates:
-            first = preds[0]
-            a["inplace"] = first != "input" and self.op(first).overwritable and not self.shared(first)
+            a["inplace"] = self.writable(preds[0])
         return a
 
-    def shared(self, node: str) -> bool:
-        """Whether another reader sees `node`'s tensor: the network input, an output, a second use,
-        also through the views and pass-throughs (identity, flatten, ...) it came from."""
+    def writable(self, node: str) -> bool:
+        """Whether the next op may overwrite `node`'s tensor: nothing else reads it (the network input,
+        an output, a second use — also through the views and pass-throughs it came from, identity,
+        flatten, ...), and autograd keeps none of it for the backward pass."""
         while True:
             if node == "input" or node in self.output_set or self.g.out_degree(node) > 1:
-                return True
-            if not self.op(node).aliases_input:
                 return False
+            op = self.op(node)
+            if not op.aliases_input:
+                return op.overwritable
             node = inputs_of(self.g, node)[0]
 
     def in_shapes(self, node: str) -> list[tuple]:

@@ -52,20 +52,18 @@ class Window:
 # ---- argument kinds --------------------------------------------------------------
 
 
+MAX_SIZE = 2**31 - 1  # a size or count beyond what a tensor dimension holds
+
+
 def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return isinstance(v, int) and not isinstance(v, bool) and v <= MAX_SIZE
 
 
 def positive_int(v):
     if _is_int(v) and v > 0:
         return v
-    raise ArgError("a positive integer")
-
-
-def nonneg_int(v):
-    if _is_int(v) and v >= 0:
-        return v
-    raise ArgError("a non-negative integer")
+    too_large = isinstance(v, int) and v > MAX_SIZE
+    raise ArgError(f"a positive integer (at most {MAX_SIZE:,})" if too_large else "a positive integer")
 
 
 def number(v):
@@ -191,9 +189,10 @@ class Op:
         return f"{self.name}({', '.join(shown)})" if shown else self.name
 
     def default(self, name: str):
+        """The normalised default of an argument, as it stands in the IR's attrs: `stride=1` is (1, 1)."""
         for arg in self.args:
             if arg.name == name:
-                return arg.default
+                return None if arg.required else arg.kind(arg.default)
         return None
 
     # ---- lowering to PyTorch (graphdsl.backends.torch) ------------------------------------------
@@ -229,11 +228,6 @@ def sliding_out(size: int, kernel: int, stride: int, pad: int, dilation: int = 1
     if ceil and (out - 1) * stride >= size + pad:  # the last window must start inside the input
         out -= 1
     return out
-
-
-def same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[int, int]:
-    """Total padding per axis that keeps the size at stride 1."""
-    return tuple(d * (k - 1) for k, d in zip(kernel, dilation))
 
 
 # ---- Python source for the PyTorch lowering -------------------------------------------------

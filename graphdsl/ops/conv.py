@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 from ..values import Symbol
-from .base import Arg, Op, OpError, Window, boolean, fmt_shape, hw, padding, pair, positive_int, pycall, sliding_out
+from .base import (
+    Arg,
+    Op,
+    OpError,
+    Window,
+    boolean,
+    fmt_shape,
+    hw,
+    numel,
+    padding,
+    pair,
+    positive_int,
+    pycall,
+    sliding_out,
+)
 
 
 class Conv(Op):
@@ -53,10 +67,10 @@ class Conv(Op):
 
     def macs(self, a, ins, out):
         kh, kw = a["kernel"]
-        return out[0] * out[1] * out[2] * (ins[0][0] // a["groups"]) * kh * kw
+        return numel(out) * (ins[0][0] // a["groups"]) * kh * kw
 
     def other_ops(self, a, ins, out):
-        return out[0] * out[1] * out[2] if a["bias"] else 0
+        return numel(out) if a["bias"] else 0
 
     def window(self, a, ins):
         reach = tuple(d * (k - 1) + 1 for k, d in zip(a["kernel"], a["dilation"]))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Arg, Op, boolean, number, positive_int, positive_number, probability, pycall
+from .base import Arg, Op, boolean, number, numel, positive_int, positive_number, probability, pycall
 
 
 class BatchNorm(Op):
@@ -31,10 +31,7 @@ class BatchNorm(Op):
         return "bn" if a["affine"] else "bn, no affine"  # eps and momentum do not change what it computes
 
     def other_ops(self, a, ins, out):
-        n = 1
-        for d in out:
-            n *= d
-        return n
+        return numel(out)
 
 
 class LocalResponseNorm(Op):
@@ -51,7 +48,7 @@ class LocalResponseNorm(Op):
     )
 
     def other_ops(self, a, ins, out):
-        return out[0] * out[1] * out[2] * a["size"]
+        return numel(out) * a["size"]
 
     def torch_module(self, a, ins):
         return pycall("nn.LocalResponseNorm", a["size"], **self._torch_kw(a))

@@ -12,6 +12,7 @@ from .base import (
     fmt_shape,
     hw,
     nonneg_pair,
+    numel,
     optional,
     pair,
     pycall,
@@ -34,15 +35,14 @@ class _Pool(Op):
     ranks = (3,)
     mode: str
 
-    @property
-    def args(self):
-        extra = (Arg("dilation", pair, 1),) if self.mode == "max" else (Arg("count_include_pad", boolean, True),)
+    @staticmethod
+    def arguments(extra: Arg) -> tuple[Arg, ...]:
         return (
             Arg("kernel", optional(window), None, doc="window `k`, `(kh, kw)`, or `global`"),
             Arg("stride", optional(pair), None, doc="defaults to the kernel"),
             Arg("pad", nonneg_pair, 0),
             Arg("ceil", boolean, False, doc="round the output size up, as Caffe does"),
-            *extra,
+            extra,
             Arg("adaptive", optional(pair), None, doc="output size of adaptive pooling, e.g. `adaptive=7`"),
         )
 
@@ -54,15 +54,17 @@ class _Pool(Op):
 
     def output_shape(self, a, ins):
         c, h, w = ins[0]
-        if a["adaptive"] is not None:
-            if a["kernel"] is not None:
+        if a["adaptive"] is not None or a["kernel"] == GLOBAL:
+            if a["adaptive"] is not None and a["kernel"] is not None:
                 raise OpError("give either a kernel or `adaptive=`, not both", arg="adaptive")
-            return (c, *a["adaptive"])
+            for name in ("stride", "pad", "ceil", "dilation", "count_include_pad"):
+                if name in a and a[name] != self.default(name):
+                    raise OpError(f"`{name}` has no meaning for {'global' if a['adaptive'] is None else 'adaptive'} "
+                                  "pooling", arg=name, help=f"leave `{name}` out")
+            return (c, *a["adaptive"]) if a["adaptive"] is not None else (c, 1, 1)
         if a["kernel"] is None:
             raise OpError(f"`{self.name}` needs a kernel", help=f"write e.g. `{self.name}(2)`, `{self.name}(global)` "
                           f"or `{self.name}(adaptive=7)`")
-        if a["kernel"] == GLOBAL:
-            return (c, 1, 1)
         stride = a["stride"] or a["kernel"]
         dilation = a.get("dilation", (1, 1))
         dims = []
@@ -81,7 +83,7 @@ class _Pool(Op):
     def other_ops(self, a, ins, out):
         if a["kernel"] is None or a["kernel"] == GLOBAL:
             return ins[0][0] * ins[0][1] * ins[0][2]
-        return out[0] * out[1] * out[2] * a["kernel"][0] * a["kernel"][1]
+        return numel(out) * a["kernel"][0] * a["kernel"][1]
 
     def window(self, a, ins):
         _, h, w = ins[0]
@@ -133,12 +135,14 @@ class _Pool(Op):
 
 class MaxPool(_Pool):
     name = "maxpool"
+    args = _Pool.arguments(Arg("dilation", pair, 1))
     known_as = ("MaxPool2d", "max_pool", "max_pool2d", "MaxPooling2D", "AdaptiveMaxPool2d", "GlobalMaxPooling2D")
     mode = "max"
 
 
 class AvgPool(_Pool):
     name = "avgpool"
+    args = _Pool.arguments(Arg("count_include_pad", boolean, True))
     known_as = ("AvgPool2d", "avg_pool", "avg_pool2d", "AveragePooling2D", "AdaptiveAvgPool2d",
                 "GlobalAveragePooling2D")
     mode = "avg"

@@ -12,7 +12,7 @@ import click
 from .diagnostics import Diagnostic, SpecError
 from .files import write_atomic
 from .ops.base import fmt_shape
-from .units import human
+from .units import figure
 
 
 def parse_define(text: str):
@@ -86,9 +86,9 @@ def check(file, network, defines, fmt):
     click.echo(f"  input       {fmt_shape(net.input_shape)}")
     click.echo(f"  outputs     {outs}")
     click.echo(f"  layers      {figures['layers']:,}")
-    click.echo(f"  parameters  {net.params:,} ({human(net.params)})")
-    click.echo(f"  MACs        {net.macs:,} ({human(net.macs)}, conv + linear)")
-    click.echo(f"  other ops   {net.other_ops:,} ({human(net.other_ops)}, pooling, norm, activations, adds)")
+    click.echo(f"  parameters  {figure(net.params)}")
+    click.echo(f"  MACs        {figure(net.macs, 'conv + linear')}")
+    click.echo(f"  other ops   {figure(net.other_ops, 'pooling, norm, activations, adds')}")
 
 
 @main.command()
@@ -134,8 +134,7 @@ def render(file, out, network, defines, depth, expand):
     except (OSError, subprocess.CalledProcessError) as e:
         click.echo(f"error: cannot write {path}: {e}", err=True)
         sys.exit(1)
-    click.echo(f"wrote {path}: network `{net.name}`, {net.params:,} parameters ({human(net.params)}), "
-               f"{net.macs:,} MACs ({human(net.macs)})")
+    click.echo(f"wrote {path}: network `{net.name}`, {figure(net.params)} parameters, {figure(net.macs)} MACs")
 
 
 @main.command()
@@ -239,8 +238,8 @@ def compile_(file, out, network, defines, device, run_it):
         click.echo(f"wrote {path}: class {gen.class_name}, the network `{net.name}` of {file}")
         click.echo(f"  input       {fmt_shape(net.input_shape)}")
         click.echo(f"  outputs     {outs}")
-        click.echo(f"  parameters  {net.params:,} ({human(net.params)})")
-        click.echo(f"  MACs        {net.macs:,} ({human(net.macs)}, conv + linear)")
+        click.echo(f"  parameters  {figure(net.params)}")
+        click.echo(f"  MACs        {figure(net.macs, 'conv + linear')}")
         if path.suffix == ".py" and path.stem.isidentifier():
             where = "" if str(path.parent) == "." else f" (with {path.parent} on sys.path)"
             click.echo(f"  use         from {path.stem} import {gen.class_name}{where}")

@@ -13,6 +13,14 @@ def human(n: float) -> str:
     return str(n)
 
 
+def figure(n: int, note: str = "") -> str:
+    """138357544 -> `138,357,544 (138.4M)`, 672 -> `672`; a note joins the parenthesis:
+    `11,513,626,624 (11.5G, conv + linear)`."""
+    extra = [human(n)] if abs(n) >= 1000 else []
+    extra += [note] if note else []
+    return f"{n:,} ({', '.join(extra)})" if extra else f"{n:,}"
+
+
 def human_bytes(n: int) -> str:
     """1234567 -> 1.2 MB (decimal units)."""
     for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):

@@ -305,3 +305,12 @@ def test_strings_know_few_escapes_and_doc_strings_are_raw():
 def test_python_lists_are_lists():
     net = graphdsl.load("network n(cfg = (1, 2)) { input 3x8x8 for c in cfg { conv(c, 1) } }", cfg=[4, 5])
     assert net.output_shapes["output"] == (5, 8, 8)
+
+
+def test_figures_print_their_unit_only_where_it_helps():
+    from graphdsl.units import figure
+
+    assert figure(672) == "672"
+    assert figure(138_357_544) == "138,357,544 (138.4M)"
+    assert figure(0, "conv + linear") == "0 (conv + linear)"
+    assert figure(11_513_626_624, "conv + linear") == "11,513,626,624 (11.5G, conv + linear)"

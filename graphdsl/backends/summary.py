@@ -23,7 +23,7 @@ import networkx as nx
 from ..ops import REGISTRY
 from ..ops.base import fmt_shape
 from ..passes import FIGURES, inputs_of
-from ..units import TIMES, human, human_bytes
+from ..units import TIMES, figure, human_bytes
 from .scopes import call_text, output_node, units
 
 BYTES = 4  # float32
@@ -97,11 +97,6 @@ def totals(g: nx.DiGraph) -> dict:
     return t
 
 
-def both(n: int) -> str:
-    """138357544 -> 138,357,544 (138.4M); small numbers once."""
-    return f"{n:,} ({human(n)})" if n >= 1000 else f"{n:,}"
-
-
 def dims(pair) -> str:
     """(7, 7) -> 7; (7, 3) -> 7×3."""
     return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]}×{pair[1]}"
@@ -111,6 +106,8 @@ class Summary:
     """The summary of a network (possibly partial: the nodes elaborated before an error)."""
 
     def __init__(self, g: nx.DiGraph, depth: int | None = None, partial: bool = False):
+        if depth is not None and depth < 1:
+            raise ValueError(f"depth counts from 1, got {depth}")
         self.graph = g
         self.depth = depth
         self.partial = partial  # the graph stops at an error: say so
@@ -173,10 +170,10 @@ class Summary:
         buffers = f"{t['buffers']:,} in buffers (BN running statistics)" if t["buffers"] else "no buffers"
         extra = f" + {human_bytes(t['buffer_bytes'])} of buffers" if t["buffers"] else ""
         return [
-            ("Parameters", f"{both(t['params'])} trainable; {buffers}"),
+            ("Parameters", f"{figure(t['params'])} trainable; {buffers}"),
             ("Parameter memory", f"{human_bytes(t['param_bytes'])}{extra}, float32"),
-            ("MACs", f"{both(t['macs'])}, conv + linear multiply-accumulates"),
-            ("Other ops", f"{both(t['other_ops'])}, pooling, norm, activations, adds, biases; not in MACs"),
+            ("MACs", f"{figure(t['macs'])}, conv + linear multiply-accumulates"),
+            ("Other ops", f"{figure(t['other_ops'])}, pooling, norm, activations, adds, biases; not in MACs"),
             ("Activation memory", f"{human_bytes(t['activation_bytes'])} ({t['activations']:,} values), every layer's "
                                   "output in one forward pass, batch 1, float32"),
         ]

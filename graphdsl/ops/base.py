@@ -135,6 +135,23 @@ def optional(kind):
 # ---- the operator ------------------------------------------------------------------
 
 
+class ChannelsLast(tuple):
+    """A channels-last image shape `(H, W, C)`, what `permute([0, 2, 3, 1])` gives (ConvNeXt's blocks).
+
+    A plain tuple `(C, H, W)` is channels first. The type is the layout: it compares equal to a tuple
+    of the same sizes, so only ops that declare `channels_last = True` accept it (the elaborator checks).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"ChannelsLast({tuple(self)!r})"
+
+
+def is_channels_last(shape) -> bool:
+    return isinstance(shape, ChannelsLast)
+
+
 def fmt_shape(shape: Shape, sep: str = "x") -> str:
     """(64, 56, 56) -> 64x56x56 (diagrams and summaries use `×`)."""
     return sep.join(str(d) for d in shape)
@@ -154,6 +171,8 @@ class Op:
     merges: ClassVar[bool] = False  # takes several inputs: tensor names or branches
     # Its output is its input, or a view of it (identity, flatten): writing into one writes into both.
     aliases_input: ClassVar[bool] = False
+    # Accepts channels-last `(H, W, C)` inputs (see ChannelsLast); every other op needs channels first.
+    channels_last: ClassVar[bool] = False
     # Autograd keeps nothing of its output and it is no view, so the next op may overwrite it in place.
     overwritable: ClassVar[bool] = False
     # May accumulate into its first input (`out += identity`) where nothing else reads it; the

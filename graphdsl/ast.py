@@ -30,6 +30,44 @@ class InAttr:
 
 
 @dataclass(frozen=True)
+class InTensor:
+    """`in` on its own: the tensor that flowed into the enclosing block (or the network's input).
+    Only tensor positions take it: `from in`, `concat(in, x)`, `mul(in, gate)`."""
+
+    span: Span
+
+
+@dataclass(frozen=True)
+class Index:
+    """`cfg[i]`: one element of a list (negative indices count from the end)."""
+
+    target: Expr
+    index: Expr
+    span: Span
+
+
+@dataclass(frozen=True)
+class Slice:
+    """`cfg[1:]`, `depths[:i]`: a part of a list."""
+
+    target: Expr
+    start: Expr | None
+    stop: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
+class Comprehension:
+    """`[c * 2 for c in widths if c > 8]`."""
+
+    element: Expr
+    target: Target
+    iterable: Expr
+    condition: Expr | None
+    span: Span
+
+
+@dataclass(frozen=True)
 class BinOp:
     op: str
     left: Expr
@@ -64,7 +102,18 @@ class Func:
     span: Span
 
 
-Expr = Const | Var | InAttr | BinOp | Not | Neg | Seq | Func
+Expr = Const | Var | InAttr | InTensor | Index | Slice | Comprehension | BinOp | Not | Neg | Seq | Func
+
+# What `for` and `let` bind: a name, or names unpacked from a list (`t, c, n, s`; `i, (c, n)`).
+Target = str | tuple
+
+
+@dataclass(frozen=True)
+class Template:
+    """A label computed from values: `"denselayer{i + 1}"`, `"block{s}-{j}"`."""
+
+    parts: tuple  # str | Expr, in order
+    span: Span
 
 # ---- items: things that turn a tensor into a tensor ------------------------------
 
@@ -84,6 +133,7 @@ class Call:
     args: tuple[Arg, ...]
     span: Span
     name_span: Span
+    inline: bool = False  # `inline stage(...)`: the block's layers are named in the caller's scope
 
 
 @dataclass(frozen=True)
@@ -106,13 +156,15 @@ class Group:
 
 @dataclass(frozen=True)
 class Residual:
-    """`residual { body } shortcut if cond { body }`: add(body(x), shortcut(x) or x)."""
+    """`residual { body } shortcut if cond { body }`: add(body(x), shortcut(x) or x).
+    `residual if cond { body }`: the add only where `cond` holds; else the body alone."""
 
     body: tuple[Stmt, ...]
     shortcut: tuple[Stmt, ...] | None
     condition: Expr | None
     span: Span
     shortcut_span: Span | None
+    when: Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -129,9 +181,9 @@ Item = Call | Branches | Group | Residual | Repeat
 
 @dataclass(frozen=True)
 class Labeled:
-    """`name: item` names the module scope and the output tensor."""
+    """`name: item` names the module scope and the output tensor; `"name{i}": item` computes the name."""
 
-    label: str
+    label: str | Template
     item: Item
     span: Span
     label_span: Span
@@ -148,8 +200,17 @@ class Bind:
 
 
 @dataclass(frozen=True)
+class Split:
+    """`(a, b) = chunk(2)`: named channel slices of the current tensor; the main flow stays put."""
+
+    names: tuple[tuple[str, Span], ...]
+    call: Call
+    span: Span
+
+
+@dataclass(frozen=True)
 class Let:
-    name: str
+    name: Target
     value: Expr
     span: Span
 
@@ -164,7 +225,7 @@ class If:
 
 @dataclass(frozen=True)
 class For:
-    var: str
+    var: Target
     iterable: Expr
     body: tuple[Stmt, ...]
     span: Span
@@ -178,8 +239,11 @@ class Input:
 
 @dataclass(frozen=True)
 class Output:
+    """`output fc, p3, training: aux2, aux1`: outputs always returned, then those returned in training only."""
+
     names: tuple[tuple[str, Span], ...]
     span: Span
+    training: tuple[tuple[str, Span], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -203,7 +267,7 @@ class Doc:
     span: Span
 
 
-Stmt = Item | Labeled | Bind | Let | If | For | Input | Output | From | Assert | Doc
+Stmt = Item | Labeled | Bind | Split | Let | If | For | Input | Output | From | Assert | Doc
 
 # ---- definitions -------------------------------------------------------------------
 

@@ -8,15 +8,16 @@ named in the scope around them, as torchvision's blocks name `conv1`, `bn1`, `do
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 
 import networkx as nx
 
 from . import ast
 from .diagnostics import Diagnostic, Failure, Span, did_you_mean, error
-from .evaluate import NO_INPUT, POISON, Poisoned, evaluate
+from .evaluate import NO_INPUT, POISON, Poisoned, bind, evaluate
 from .ops import REGISTRY, ArgError, Op, OpError, fmt_shape
-from .ops.base import MAX_SIZE
+from .ops.base import MAX_SIZE, is_channels_last
 from .ops.linear import rank_error
 from .program import Program
 from .values import show, type_name
@@ -24,6 +25,10 @@ from .values import show, type_name
 MAX_NODES = 1_000_000
 MAX_REPEAT = 100_000
 INPUT = "input"
+IN = "in"  # the tensor name of a block's input (`from in`, `concat(in, x)`)
+MAX_LABEL = 200
+LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")  # what a computed label may be: a module name without dots
+SPLITTERS = {"chunk": "equal parts", "split": "parts of the given sizes"}  # `(a, b) = chunk(2)`
 
 
 @dataclass
@@ -42,6 +47,10 @@ class Scope:
         first = self.labels.get(label)
         if first is not None:
             where = ".".join(self.path) or "the network"
+            if first == span:  # the same statement again: a loop, or an inline block used twice
+                raise error(f"`{label}` is already used in {where}: this label is given each time the statement "
+                            "runs", span, help=f'compute it from the loop variable, e.g. `"{label}{{i}}": ...`, '
+                            "or leave the layer unlabelled (it takes its position)")
             raise Failure(Diagnostic(f"`{label}` is already used in {where}", span,
                                      notes=(f"first used at {first}",),
                                      help="give each layer of a scope its own name"))
@@ -79,6 +88,7 @@ class Elaborator:
         self.graph = nx.DiGraph()
         self.diagnostics: list[Diagnostic] = []
         self.outputs: list[tuple[str, str]] | None = None
+        self.training_outputs: list[str] = []  # outputs returned in training only (auxiliary heads)
         self.output_seen: Span | None = None
         self.input_seen: Span | None = None  # where the network's `input` is, once reached
         self.before_input_reported = False
@@ -107,6 +117,7 @@ class Elaborator:
             self.body(net.body, ctx)
         outputs = self.outputs if self.outputs is not None else [("output", ctx.current)]
         g.graph["outputs"] = [(name, node) for name, node in outputs if node is not None]
+        g.graph["training_outputs"] = [name for name in self.training_outputs if name in dict(g.graph["outputs"])]
         for index, again in self.repeats.values():
             if again:
                 d = self.diagnostics[index]
@@ -215,7 +226,7 @@ class Elaborator:
                 pass
             case ast.Input():
                 self.input(stmt, ctx)
-            case ast.Output(names=names, span=span):
+            case ast.Output(names=names, span=span, training=training):
                 if not ctx.root:
                     raise error("`output` belongs in the network's own body", span,
                                 help="blocks return their last tensor; name branches and list them in the network")
@@ -224,29 +235,34 @@ class Elaborator:
                                              notes=(f"first given at {self.output_seen}",),
                                              help="list every output in one statement: `output a, b`"))
                 self.output_seen = span
-                for i, (name, s) in enumerate(names):
-                    if name in (n for n, _ in names[:i]):
+                listed = (*names, *training)
+                for i, (name, s) in enumerate(listed):
+                    if name in (n for n, _ in listed[:i]):
                         raise error(f"`{name}` is listed twice in `output`", s, help="list each output once")
-                self.outputs = [(name, self.tensor(name, s, ctx)) for name, s in names]
+                self.outputs = [(name, self.tensor(name, s, ctx)) for name, s in listed]
+                self.training_outputs = [name for name, _ in training]
             case ast.From(name=name, span=span):
                 ctx.current = self.tensor(name, span, ctx)
             case ast.Assert(condition=cond, message=message, span=span):
                 if not self.condition(cond, ctx):
                     raise error(message or "assertion failed", cond.span)
-            case ast.Let(name=name, value=value):
-                self.let(name, value, ctx)
+            case ast.Let(name=name, value=value, span=span):
+                self.let(name, value, ctx, span)
             case ast.If(condition=cond, then=then, orelse=orelse):
                 self.body(then if self.condition(cond, ctx) else orelse, ctx)
             case ast.For(var=var, iterable=iterable, body=body):
                 for value in self.sequence(iterable, ctx):
-                    ctx.values[var] = value
+                    bind(var, value, ctx.values, iterable.span)
                     self.body(body, ctx)
             case ast.Labeled(label=label, item=item, label_span=lspan):
+                label = self.label(label, lspan, ctx)
                 ctx.scope.claim(label, lspan)
                 ctx.current = self.named_item(label, item, ctx)
             case ast.Bind(name=name, item=item, name_span=nspan):
                 ctx.scope.claim(name, nspan)
                 self.named_item(name, item, ctx.fork(ctx.current))
+            case ast.Split():
+                self.split(stmt, ctx)
             case _:
                 ctx.current = self.item(stmt, ctx, None)
 
@@ -286,6 +302,7 @@ class Elaborator:
         self.graph.add_node(INPUT, op="input", attrs={}, scope=(), span=stmt.span, shape=tuple(dims))
         self.graph.graph["input_shape"] = tuple(dims)
         ctx.current = INPUT
+        ctx.tensors[IN] = INPUT
 
     # ---- items: each returns the node id of its output tensor ------------------------------------
 
@@ -297,6 +314,16 @@ class Elaborator:
             raise error("a layer before `input`", item.span,
                         help="start the network with its input shape, e.g. `input 3x224x224`")
         match item:
+            case ast.Call(inline=True):
+                if item.name not in self.program.blocks:
+                    what = "an operator" if item.name in REGISTRY else "unknown"
+                    raise error(f"`inline` takes a block call, and `{item.name}` is {what}", item.name_span,
+                                help=did_you_mean(item.name, self.program.blocks, "blocks")
+                                or "`inline stage(...)` names the block's layers in the caller's scope")
+                if label is not None:
+                    raise error("an `inline` block call cannot be labelled: its layers are named in this scope",
+                                item.span, help="drop the label, or drop `inline` to nest the layers under it")
+                return self.block(self.program.blocks[item.name], item, ctx, None)
             case ast.Call():
                 path = (*ctx.scope.path, label or ctx.scope.next_position())
                 if item.name in self.program.blocks:
@@ -327,7 +354,7 @@ class Elaborator:
                 return self.residual(item, ctx, label)
         raise AssertionError(f"unknown item {item!r}")
 
-    def block(self, block: ast.Definition, call: ast.Call, ctx: Ctx, path: tuple[str, ...]) -> str | None:
+    def block(self, block: ast.Definition, call: ast.Call, ctx: Ctx, path: tuple[str, ...] | None) -> str | None:
         if any(site.block == block.name for site in ctx.stack):
             chain = [site.block for site in ctx.stack]
             chain = chain[chain.index(block.name):] + [block.name]
@@ -335,9 +362,13 @@ class Elaborator:
             raise error(f"block `{block.name}` calls itself{through}", call.name_span,
                         help="blocks cannot recurse; repeat with `*` or loop with `for`")
         values = self.block_args(block, call, ctx)
-        self.graph.graph["scopes"][path] = {"kind": "block", "block": block.name, "doc": block.doc,
-                                            "args": dict(values), "span": call.span}
-        sub = Ctx(Scope(path), values, {}, (*ctx.stack, CallSite(block.name, call.span)), ctx.current)
+        site = (*ctx.stack, CallSite(block.name, call.span))
+        if path is None:  # `inline`: the block's layers join the caller's scope and numbering
+            sub = Ctx(ctx.scope, values, {IN: ctx.current}, site, ctx.current)
+        else:
+            self.graph.graph["scopes"][path] = {"kind": "block", "block": block.name, "doc": block.doc,
+                                                "args": dict(values), "span": call.span}
+            sub = Ctx(Scope(path), values, {IN: ctx.current}, site, ctx.current)
         self.body(block.body, sub)
         return sub.current
 
@@ -371,6 +402,9 @@ class Elaborator:
 
     def op(self, call: ast.Call, ctx: Ctx, path: tuple[str, ...]) -> str | None:
         op = REGISTRY.get(call.name)
+        if op is None and call.name in SPLITTERS:
+            raise error(f"`{call.name}` gives several tensors: name them", call.span,
+                        help=f"e.g. `(a, b) = {call.name}(...)`, then `from a` or `concat(a, b)`")
         if op is None:
             raise error(f"unknown operator or block `{call.name}`", call.name_span,
                         help=_known_as(call.name) or did_you_mean(call.name, [*REGISTRY, *self.program.blocks],
@@ -382,10 +416,10 @@ class Elaborator:
                             help=f"name them, `{op.name}(a, b)`, or give branches: `{op.name} {{ ... }}`")
             inputs = []
             for a in tensor_args:
-                if not isinstance(a.value, ast.Var):
+                if not isinstance(a.value, (ast.Var, ast.InTensor)):
                     raise error(f"`{op.name}` takes names of tensors", a.span,
                                 help="name a layer with `name: op(...)` or a branch with `name = op(...)`")
-                inputs.append(self.tensor(a.value.name, a.span, ctx))
+                inputs.append(self.tensor(a.value.name if isinstance(a.value, ast.Var) else IN, a.span, ctx))
             attrs, spans = self.op_args(op, call, ctx, [a for a in call.args if a.name is not None])
         else:
             attrs, spans = self.op_args(op, call, ctx, call.args)
@@ -447,6 +481,15 @@ class Elaborator:
             raise error(f"the network grows past {MAX_NODES:,} layers", where.span)
         shapes = [self.graph.nodes[i]["shape"] for i in inputs]
         head = _head_span(where)
+        layouts = {is_channels_last(s) for s in shapes}
+        if len(layouts) > 1:
+            raise error(f"layer `{node}`: `{op.name}` merges channels-first and channels-last tensors: "
+                        + ", ".join(fmt_shape(s) for s in shapes), head,
+                        help="bring them to one layout first: `permute([0, 3, 1, 2])` turns HWC back into CHW")
+        if True in layouts and not op.channels_last:
+            raise error(f"layer `{node}`: `{op.name}` needs a channels-first (CxHxW) input, got the channels-last "
+                        f"{fmt_shape(shapes[0])}", head,
+                        help="turn it back with `permute([0, 3, 1, 2])` first")
         for s in shapes:
             if len(s) not in op.ranks:
                 e = rank_error(op, s)
@@ -492,7 +535,7 @@ class Elaborator:
                         outs += self.branch_outputs(then if self.condition(cond, ctx) else orelse, ctx, start)
                     case ast.For(var=var, iterable=iterable, body=body):
                         for value in self.sequence(iterable, ctx):
-                            ctx.values[var] = value
+                            bind(var, value, ctx.values, iterable.span)
                             outs += self.branch_outputs(body, ctx, start)
                     case ast.Labeled() | ast.Call() | ast.Group() | ast.Repeat() | ast.Branches() | ast.Residual():
                         branch = ctx.fork(start)
@@ -511,6 +554,10 @@ class Elaborator:
     def residual(self, item: ast.Residual, ctx: Ctx, label: str | None) -> str | None:
         target = ctx if label is None else ctx.child((*ctx.scope.path, label))
         start = ctx.current
+        if item.when is not None and not self.condition(item.when, target.fork(start)):
+            plain = target.fork(start)  # `residual if cond`: without the skip, the body alone
+            self.body(item.body, plain)
+            return plain.current
         main = target.fork(start)
         self.body(item.body, main)
         shortcut = start
@@ -540,12 +587,86 @@ class Elaborator:
 
         return evaluate(expr, ctx.values, in_shape)
 
-    def let(self, name: str, value, ctx: Ctx) -> None:
+    def let(self, target, value, ctx: Ctx, span: Span) -> None:
         try:
-            ctx.values[name] = self.eval(value, ctx)
+            bind(target, self.eval(value, ctx), ctx.values, span)
         except (Failure, Poisoned):
-            ctx.values[name] = POISON  # later uses stay silent: the error is reported once
+            bind(target, POISON, ctx.values, span)  # later uses stay silent: the error is reported once
             raise
+
+    def label(self, label, span: Span, ctx: Ctx) -> str:
+        """A label as written, or computed from its template (`"denselayer{i + 1}"` -> `denselayer3`)."""
+        if isinstance(label, str):
+            return label
+        text = []
+        for part in label.parts:
+            if isinstance(part, str):
+                text.append(part)
+                continue
+            v = self.eval(part, ctx)
+            if isinstance(v, bool) or not isinstance(v, (int, str)):
+                raise error(f"a label is built from integers and strings, got the {type_name(v)} {show(v)}", part.span,
+                            help="e.g. `\"layer{i + 1}\"` with an integer `i`")
+            text.append(str(v))
+            if sum(map(len, text)) > MAX_LABEL:
+                raise error(f"the computed label is longer than {MAX_LABEL} characters", span)
+        name = "".join(text)
+        if not LABEL.match(name):
+            shown = show(name)
+            raise error(f"the computed label {shown} is not a module name", span,
+                        help="labels are letters, digits, `_` and `-` (no dots, no spaces)")
+        return name
+
+    def split(self, stmt: ast.Split, ctx: Ctx) -> None:
+        """`(a, b) = chunk(2)`, `(a, b) = split(16, 48)`: channel slices of the current tensor, named."""
+        call = stmt.call
+        if call.name not in SPLITTERS:
+            raise error(f"`({', '.join(n for n, _ in stmt.names)}) = ...` takes `chunk` or `split`, not `{call.name}`",
+                        call.name_span, help="`(a, b) = chunk(2)` splits the channels in two; name one tensor with "
+                                             "`a = op(...)`")
+        for a in call.args:
+            if a.name is not None:
+                raise error(f"`{call.name}` has no argument `{a.name}`", _name_span(a),
+                            help="`chunk(n)` or `split(size1, size2, ...)`")
+        values = [self.eval(a.value, ctx) for a in call.args]
+        for v, a in zip(values, call.args):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise error(f"`{call.name}` takes positive integers, got the {type_name(v)} {show(v)}", a.span)
+        if ctx.current is None:
+            raise Poisoned()
+        shape = self.graph.nodes[ctx.current]["shape"]
+        if len(shape) != 3:
+            raise error(f"`{call.name}` splits the channels of a CxHxW tensor, got the flat {fmt_shape(shape)}",
+                        call.span)
+        channels = shape[0]
+        names = stmt.names
+        if call.name == "chunk":
+            if len(values) != 1:
+                raise error("`chunk` takes one count: `chunk(2)`", call.span)
+            (n,) = values
+            if channels % n:
+                even = [d for d in range(2, min(channels, 64) + 1) if channels % d == 0][:4]
+                raise error(f"`chunk({n})` cannot split {channels} channels into equal parts", call.args[0].span,
+                            help=(f"{channels} divides by {', '.join(map(str, even))}; " if even else "")
+                            + f"or give the sizes: `split(...)` adding up to {channels}")
+            sizes = [channels // n] * n
+        else:
+            sizes = values
+            if not sizes:
+                raise error("`split` takes the size of each part: `split(16, 48)`", call.span)
+            if sum(sizes) != channels:
+                raise error(f"`split{show(tuple(sizes))}` adds up to {sum(sizes)} channels, the input has {channels}",
+                            call.span, help=f"give sizes that add up to {channels}")
+        if len(names) != len(sizes):
+            raise error(f"`{call.name}` gives {len(sizes)} tensors, {len(names)} names are given", call.span,
+                        help=f"name each part: `({', '.join(f'x{i + 1}' for i in range(len(sizes)))}) = ...`")
+        start = 0
+        for (name, span), size in zip(names, sizes):
+            ctx.scope.claim(name, span)
+            node = self.add_node(REGISTRY["channels"], {"start": start, "stop": start + size}, [ctx.current],
+                                 (*ctx.scope.path, name), call)
+            ctx.tensors[name] = node
+            start += size
 
     def condition(self, expr, ctx: Ctx) -> bool:
         v = self.eval(expr, ctx)

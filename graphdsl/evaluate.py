@@ -53,7 +53,104 @@ def _len(span, *args):
     return len(args[0])
 
 
-BUILTINS: dict[str, Callable] = {"range": _range, "min": _minmax(min), "max": _minmax(max), "len": _len}
+def _lists(name: str, span, args, count: str) -> None:
+    if not args or not all(isinstance(a, tuple) for a in args):
+        raise error(f"`{name}` takes {count}", span, help=f"e.g. `{name}([16, 24, 40])`" if count == "one list"
+                    else f"e.g. `{name}([1, 2], [3, 4])`")
+
+
+def _enumerate(span, *args):
+    if len(args) not in (1, 2) or not isinstance(args[0], tuple) or (len(args) == 2 and not _is_int(args[1])):
+        raise error("`enumerate` takes a list (and a first index)", span, help="e.g. `for i, c in enumerate(widths)`")
+    start = args[1] if len(args) == 2 else 0
+    return tuple((start + i, v) for i, v in enumerate(args[0]))
+
+
+def _zip(span, *args):
+    _lists("zip", span, args, "lists")
+    return tuple(zip(*args))
+
+
+def _sum(span, *args):
+    items = args[0] if len(args) == 1 and isinstance(args[0], tuple) else None
+    if items is None or not all(_is_num(a) for a in items):
+        raise error("`sum` takes one list of numbers", span, help="e.g. `sum(depths[:i])`")
+    return sum(items)
+
+
+def _number_fn(name: str, fn, count: int = 1):
+    def call(span, *args):
+        if len(args) != count or not all(_is_num(a) for a in args):
+            raise error(f"`{name}` takes {'a number' if count == 1 else f'{count} numbers'}", span)
+        try:
+            return fn(*args)
+        except (OverflowError, ValueError):
+            raise error(f"`{name}` of {show(args[0])} has no integer value", span) from None
+
+    return call
+
+
+def _round(span, *args):
+    if not 1 <= len(args) <= 2 or not all(_is_num(a) for a in args[:1]) or (len(args) == 2 and not _is_int(args[1])):
+        raise error("`round` takes a number (and a count of decimals)", span)
+    try:
+        return round(*args)
+    except (OverflowError, ValueError):
+        raise error(f"`round` of {show(args[0])} has no integer value", span) from None
+
+
+def _make_divisible(span, *args):
+    """torchvision's `_make_divisible(v, divisor, min_value)` (MobileNet, EfficientNet) and MNASNet's
+    `_round_to_multiple_of`: the multiple of `divisor` nearest to `v`, at least `min_value` (the divisor
+    by default), and never more than 10 % below `v`."""
+    if not 2 <= len(args) <= 3 or not all(_is_num(a) for a in args) or not (_is_int(args[1]) and args[1] > 0):
+        raise error("`make_divisible` takes a number, a positive integer divisor and a minimum", span,
+                    help="e.g. `make_divisible(32 * width, 8)`")
+    v, divisor = args[0], args[1]
+    low = args[2] if len(args) == 3 else divisor
+    try:
+        new = max(low, int(v + divisor / 2) // divisor * divisor)
+    except (OverflowError, ValueError):
+        raise error(f"`make_divisible` of {show(v)} has no integer value", span) from None
+    return new + divisor if new < 0.9 * v else new
+
+
+def _str(span, *args):
+    if len(args) != 1 or not isinstance(args[0], (int, str)) or isinstance(args[0], bool):
+        raise error("`str` takes an integer or a string", span)
+    return str(args[0])
+
+
+BUILTINS: dict[str, Callable] = {
+    "range": _range, "min": _minmax(min), "max": _minmax(max), "len": _len, "sum": _sum,
+    "enumerate": _enumerate, "zip": _zip, "abs": _number_fn("abs", abs), "int": _number_fn("int", int),
+    "float": _number_fn("float", float), "round": _round, "ceil": _number_fn("ceil", math.ceil),
+    "floor": _number_fn("floor", math.floor), "make_divisible": _make_divisible, "str": _str,
+}
+
+
+def bind(target, value, values: dict, span) -> None:
+    """Bind a `for`/`let` target (a name, or a tuple of targets) to `value` in `values`."""
+    if isinstance(target, str):
+        values[target] = value
+        return
+    if value is POISON:
+        for t in target:
+            bind(t, POISON, values, span)
+        return
+    if not isinstance(value, tuple):
+        raise error(f"cannot unpack the {type_name(value)} {show(value)} into {len(target)} names", span,
+                    help=f"unpack a list of {len(target)} values, e.g. `for t, c in [(1, 16), (6, 24)]`")
+    if len(value) != len(target):
+        raise error(f"cannot unpack {_elide(value)} ({len(value)} values) into {len(target)} names", span,
+                    help=f"give {len(value)} names, or index the list: `row[0]`")
+    for t, v in zip(target, value):
+        bind(t, v, values, span)
+
+
+def _elide(value) -> str:
+    text = show(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None]):
@@ -69,6 +166,31 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
             raise error(f"unknown name `{name}`", span, help=did_you_mean(name, values, "names"))
         case ast.InAttr(attr=attr, span=span):
             return _in_attr(attr, span, in_shape())
+        case ast.InTensor(span=span):
+            raise error("`in` is a tensor, not a value", span,
+                        help="read its shape with `in.channels`, or use it where tensors go: `from in`, `concat(in, x)`")
+        case ast.Index(target=target, index=index, span=span):
+            return _index(evaluate(target, values, in_shape), evaluate(index, values, in_shape), index.span, target.span)
+        case ast.Slice(target=target, start=start, stop=stop, span=span):
+            seq = evaluate(target, values, in_shape)
+            bounds = [None if b is None else evaluate(b, values, in_shape) for b in (start, stop)]
+            if not isinstance(seq, (tuple, str)):
+                raise error(f"only lists can be sliced, not the {type_name(seq)} {show(seq)}", target.span)
+            for b, e in zip(bounds, (start, stop)):
+                if b is not None and not _is_int(b):
+                    raise error(f"a slice bound must be an integer, got the {type_name(b)} {show(b)}", e.span)
+            return seq[bounds[0]:bounds[1]]
+        case ast.Comprehension(element=element, target=target, iterable=iterable, condition=cond, span=span):
+            seq = evaluate(iterable, values, in_shape)
+            if not isinstance(seq, tuple):
+                raise error(f"a list comprehension needs a list, got the {type_name(seq)} {show(seq)}", iterable.span)
+            out = []
+            inner = dict(values)
+            for v in seq:
+                bind(target, v, inner, iterable.span)
+                if cond is None or _bool(evaluate(cond, inner, in_shape), cond.span, "`if`"):
+                    out.append(evaluate(element, inner, in_shape))
+            return tuple(out)
         case ast.Seq(items=items):
             return tuple(evaluate(i, values, in_shape) for i in items)
         case ast.Neg(operand=operand, span=span):
@@ -91,6 +213,17 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
         case ast.BinOp(op=op, left=left, right=right, span=span):
             return _binary(op, evaluate(left, values, in_shape), evaluate(right, values, in_shape), span)
     raise AssertionError(f"unknown expression {expr!r}")
+
+
+def _index(seq, i, span, target_span):
+    if not isinstance(seq, (tuple, str)):
+        raise error(f"only lists can be indexed, not the {type_name(seq)} {show(seq)}", target_span)
+    if not _is_int(i):
+        raise error(f"a list index must be an integer, got the {type_name(i)} {show(i)}", span)
+    if not -len(seq) <= i < len(seq):
+        valid = f"0 to {len(seq) - 1} (or -1 to -{len(seq)} from the end)" if seq else "none: the list is empty"
+        raise error(f"index {i} is out of range for a list of {len(seq)}", span, help=f"valid indices: {valid}")
+    return seq[i]
 
 
 def _in_attr(attr: str, span, shape):

@@ -15,7 +15,7 @@ import networkx as nx
 from .ops import REGISTRY, numel
 
 NODE_KEYS = ("op", "attrs", "scope", "span", "shape")
-SCOPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z|[0-9]+\Z")  # a label or a position: a module path segment
+SCOPE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")  # a label (computed ones may have `-`) or a position
 
 
 class IRError(AssertionError):

@@ -15,6 +15,7 @@ from .diagnostics import Diagnostic, Failure, Span, too_deep
 from .values import Symbol
 
 MAX_SYNTAX_ERRORS = 10
+RESERVED = "is a reserved word and cannot name a layer or a tensor"
 
 # How tokens are named in "expected ..." messages.
 TOKEN_NAMES = {
@@ -23,13 +24,17 @@ TOKEN_NAMES = {
     "MUL_OP": "`*`, `/`, `//` or `%`", "LPAR": "`(`", "RPAR": "`)`", "LBRACE": "`{`",
     "RBRACE": "`}`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`",
     "EQUAL": "`=`", "DOT": "`.`", "STAR": "`*`", "MINUS": "`-`", "_SEP": "`,`", "$END": "end of file",
+    "INDEX": "`[`", "CALL": "`(`", "IN": "`in`",
 }
+# Words of the language: they cannot name a layer, a tensor or a value.
+KEYWORDS = ("network", "block", "import", "let", "if", "else", "for", "in", "input", "output", "from", "assert",
+            "residual", "shortcut", "inline", "true", "false", "same", "global", "not", "and", "or")
 
 
 @functools.cache
 def _parser() -> Lark:
     grammar = resources.files("graphdsl").joinpath("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return Lark(grammar, parser="lalr", start=["start", "expr"], propagate_positions=True, maybe_placeholders=True)
 
 
 def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Diagnostic]]:
@@ -40,17 +45,21 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
         diag = _syntax_error(e, text, file)
         at_end = isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END")
         # one per line skips the cascade; the end of the file may point back at an unclosed bracket
+        if at_end and errors and not diag.message.endswith("is never closed"):
+            return  # the end of the file after an error elsewhere: a follow-on of that error
         if not errors or diag.span.line > errors[-1].span.line or (at_end and diag not in errors):
             errors.append(diag)
 
     def on_error(e: UnexpectedInput) -> bool:
         record(e)
+        if errors and errors[-1].message.endswith(RESERVED):
+            return False  # recovery after a keyword used as a name only cascades
         if isinstance(e, UnexpectedToken):
             _insert_closer(e)
         return len(errors) < MAX_SYNTAX_ERRORS
 
     try:
-        tree = _parser().parse(text, on_error=on_error)
+        tree = _parser().parse(text, start="start", on_error=on_error)
     except UnexpectedInput as e:
         if len(errors) < MAX_SYNTAX_ERRORS:
             record(e)
@@ -140,11 +149,34 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         x_col = re.search(r"\bx\s*$", before).start() + 1
         return Diagnostic(f"`x {tok}` is not a repeat", Span(file, tok.line, x_col, tok.line, tok.end_column),
                           help=f"repeat an item with `*`: write `* {tok}`")
+    reserved = _reserved_label(tok, text, before)
+    if reserved is not None:
+        word, col = reserved
+        return _reserved(word, Span(file, tok.line, col, tok.line, col + len(word)))
+    spaced = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s+\(\s*$", before)
+    if spaced and spaced.group(1) not in KEYWORDS:
+        return Diagnostic(f"unexpected {_describe(tok)}, expected {_expected(expected_set)}", span,
+                          help=f"a call's `(` follows its name directly: write `{spaced.group(1)}(...)`")
     if tok.type == "COLON" and "EQUAL" in expected_set:
         return Diagnostic("unexpected `:`, expected `=`", span,
                           help="keyword arguments and defaults take `=`, e.g. `stride=2`")
     msg = f"unexpected {_describe(tok)}, expected {_expected(expected_set)}"
     return Diagnostic(msg, span, help=_syntax_help(tok, expected_set, text))
+
+
+def _reserved(word: str, span: Span) -> Diagnostic:
+    return Diagnostic(f"`{word}` {RESERVED}", span, help=f"choose another name, e.g. `{word}_` or `{word}1`")
+
+
+def _reserved_label(tok: Token, text: str, before: str) -> tuple[str, int] | None:
+    """`output: conv(...)`, `in = ...`: a keyword where a label or a tensor name stands."""
+    if tok.type in ("COLON", "EQUAL"):
+        m = re.search(r"([A-Za-z_]+)\s*$", before)
+        if m and m.group(1) in KEYWORDS:
+            return m.group(1), m.start(1) + 1
+    if str(tok.value) in KEYWORDS and re.match(r"\s*[:=](?!=)", text[tok.end_pos:]):
+        return str(tok.value), tok.column
+    return None
 
 
 def _unclosed(bracket: tuple[str, int, int], text: str, file: str) -> Diagnostic:
@@ -235,12 +267,20 @@ def _unquote(tok: Token, file: str) -> str:
 class _ToAst(Transformer):
     """One method per grammar alias; each returns an AST node with its span."""
 
-    def __init__(self, file: str):
+    def __init__(self, file: str, line: int = 0, col: int = 0):
         super().__init__()
         self.file = file
+        self.line, self.col = line, col  # where a label template's `{expr}` starts: its spans shift by this
 
     def _s(self, meta) -> Span:
-        return _span(self.file, meta)
+        if not self.line:
+            return _span(self.file, meta)
+        return Span(self.file, self.line, self.col + meta.column, self.line, self.col + meta.end_column)
+
+    def _t(self, tok: Token) -> Span:
+        if not self.line:
+            return _tok_span(self.file, tok)
+        return Span(self.file, self.line, self.col + tok.column, self.line, self.col + tok.end_column)
 
     # definitions
     def start(self, meta, children):
@@ -253,21 +293,21 @@ class _ToAst(Transformer):
 
     def import_stmt(self, meta, children):
         path = children[0]
-        return ast.Import(_unquote(path, self.file), _tok_span(self.file, path))  # errors point at the path
+        return ast.Import(_unquote(path, self.file), self._t(path))  # errors point at the path
 
     def _definition(self, kind, meta, children):
         name, params, body = children
         doc = body[0].text if body and isinstance(body[0], ast.Doc) else None
-        return ast.Definition(kind, str(name), params or (), body, doc, self._s(meta), _tok_span(self.file, name))
+        return ast.Definition(kind, str(name), params or (), body, doc, self._s(meta), self._t(name))
 
     def network(self, meta, children):
         return self._definition("network", meta, children)
 
     def network_alias(self, meta, children):
-        name, base, args, doc = children
-        call = ast.Call(str(base), args, self._s(meta), _tok_span(self.file, base))
+        name, base, _, args, doc = children
+        call = ast.Call(str(base), args, self._s(meta), self._t(base))
         doc = None if doc is None else inspect.cleandoc(_unquote(doc, self.file))
-        return ast.Definition("network", str(name), (), (), doc, self._s(meta), _tok_span(self.file, name), call)
+        return ast.Definition("network", str(name), (), (), doc, self._s(meta), self._t(name), call)
 
     def block(self, meta, children):
         return self._definition("block", meta, children)
@@ -277,22 +317,80 @@ class _ToAst(Transformer):
 
     def param(self, meta, children):
         name, default = children
-        return ast.Param(str(name), default, self._s(meta))
+        return ast.Param(self._name(name), default, self._s(meta))
 
     def body(self, meta, children):
         return tuple(children)
 
     # statements
+    def _name(self, tok: Token) -> str:
+        """A name the spec defines (label, tensor, value): keywords that the lexer let through as names
+        (`in` where no keyword fits) are refused here."""
+        if str(tok) in KEYWORDS:
+            raise Failure(_reserved(str(tok), self._t(tok)))
+        return str(tok)
+
     def labeled(self, meta, children):
         label, item = children
-        return ast.Labeled(str(label), item, self._s(meta), _tok_span(self.file, label))
+        return ast.Labeled(self._name(label), item, self._s(meta), self._t(label))
+
+    def labeled_template(self, meta, children):
+        tok, item = children
+        return ast.Labeled(self._template(tok), item, self._s(meta), self._t(tok))
+
+    def _template(self, tok: Token) -> ast.Template:
+        """`"denselayer{i + 1}"`: literal text and `{expression}`s, each parsed as an expression."""
+        span = self._t(tok)
+        text = str(tok)
+        if text.startswith('"""') or "\\" in text or "\n" in text:
+            raise Failure(Diagnostic("a computed label is a one-line string without escapes", span,
+                                     help='e.g. `"denselayer{i + 1}": dense_layer(32)`'))
+        body, parts, pos = text[1:-1], [], 0
+        for m in re.finditer(r"\{([^{}]*)\}|[{}]", body):
+            col = span.col + 1 + m.start()
+            if m.group(1) is None or not m.group(1).strip():
+                what = "an empty `{}`" if m.group(1) is not None else f"an unmatched `{m.group()}`"
+                raise Failure(Diagnostic(f"{what} in a computed label", Span(span.file, span.line, col, span.line,
+                                                                             col + len(m.group())),
+                                         help='put an expression in braces: `"layer{i + 1}"`'))
+            if m.start() > pos:
+                parts.append(body[pos:m.start()])
+            parts.append(self._template_expr(m.group(1), span.line, col))
+            pos = m.end()
+        if pos < len(body):
+            parts.append(body[pos:])
+        return ast.Template(tuple(parts), span)
+
+    def _template_expr(self, source: str, line: int, col: int):
+        try:
+            tree = _parser().parse(source, start="expr")
+        except UnexpectedInput as e:
+            at = col + getattr(e, "column", 1)
+            raise Failure(Diagnostic("this is not an expression", Span(self.file, line, at, line, at + 1),
+                                     help='a computed label holds expressions in braces: `"layer{i + 1}"`')) from None
+        return _ToAst(self.file, line, col).transform(tree)
+
+    def split_bind(self, meta, children):
+        *names, call = children
+        return ast.Split(tuple((self._name(n), self._t(n)) for n in names if n is not None), call, self._s(meta))
+
+    def inline_stmt(self, meta, children):
+        call = children[0]
+        return ast.Call(call.name, call.args, call.span, call.name_span, inline=True)
+
+    def target(self, meta, children):
+        return self._name(children[0]) if len(children) == 1 and isinstance(children[0], Token) else tuple(
+            c if isinstance(c, tuple) else self._name(c) for c in children)
+
+    def target_tuple(self, meta, children):
+        return tuple(c if isinstance(c, tuple) else self._name(c) for c in children if c is not None)
 
     def bind(self, meta, children):
         name, item = children
-        return ast.Bind(str(name), item, self._s(meta), _tok_span(self.file, name))
+        return ast.Bind(self._name(name), item, self._s(meta), self._t(name))
 
     def let(self, meta, children):
-        return ast.Let(str(children[0]), children[1], self._s(meta))
+        return ast.Let(children[0], children[1], self._s(meta))
 
     def if_stmt(self, meta, children):
         cond, then, orelse = children
@@ -302,24 +400,32 @@ class _ToAst(Transformer):
 
     def for_stmt(self, meta, children):
         var, iterable, body = children
-        return ast.For(str(var), iterable, body, self._s(meta))
+        return ast.For(var, iterable, body, self._s(meta))
 
     def input_stmt(self, meta, children):
         return ast.Input(children[0], self._s(meta))
 
     def shape_literal(self, meta, children):
         tok = children[0]
-        span = _tok_span(self.file, tok)
+        span = self._t(tok)
         return tuple(ast.Const(int(d), span) for d in re.split("[x×]", str(tok)))  # 3x224x224, 3×224×224, 784
 
     def shape_exprs(self, meta, children):
         return tuple(children)
 
     def output_stmt(self, meta, children):
-        return ast.Output(tuple((str(t), _tok_span(self.file, t)) for t in children), self._s(meta))
+        *names, training = children
+        return ast.Output(tuple((str(t), self._t(t)) for t in names), self._s(meta), training or ())
+
+    def output_training(self, meta, children):
+        word, *names = children
+        if str(word) != "training":
+            raise Failure(Diagnostic(f"unknown output qualifier `{word}`", self._t(word),
+                                     help="`output main, training: aux1, aux2` marks outputs returned in training only"))
+        return tuple((str(t), self._t(t)) for t in names)
 
     def from_stmt(self, meta, children):
-        return ast.From(str(children[0]), _tok_span(self.file, children[0]))  # errors point at the name
+        return ast.From(str(children[0]), self._t(children[0]))  # errors point at the name
 
     def doc(self, meta, children):
         return ast.Doc(inspect.cleandoc(_unquote(children[0], self.file)), self._s(meta))
@@ -337,8 +443,8 @@ class _ToAst(Transformer):
         return ast.Call(str(children[0]), (), span, span)
 
     def call(self, meta, children):
-        name, args = children
-        return ast.Call(str(name), args, self._s(meta), _tok_span(self.file, name))
+        name, _, args = children
+        return ast.Call(str(name), args, self._s(meta), self._t(name))
 
     def args(self, meta, children):
         return tuple(c if isinstance(c, ast.Arg) else ast.Arg(None, c, c.span) for c in children if c is not None)
@@ -348,17 +454,17 @@ class _ToAst(Transformer):
 
     def branches(self, meta, children):
         name, body = children
-        return ast.Branches(str(name), body, self._s(meta), _tok_span(self.file, name))
+        return ast.Branches(str(name), body, self._s(meta), self._t(name))
 
     def group(self, meta, children):
         return ast.Group(children[0], self._s(meta))
 
     def residual(self, meta, children):
-        body, shortcut = children
+        when, body, shortcut = children
         if shortcut is None:
-            return ast.Residual(body, None, None, self._s(meta), None)
+            return ast.Residual(body, None, None, self._s(meta), None, when)
         cond, sbody, sspan = shortcut
-        return ast.Residual(body, sbody, cond, self._s(meta), sspan)
+        return ast.Residual(body, sbody, cond, self._s(meta), sspan, when)
 
     def shortcut(self, meta, children):
         cond, body = children
@@ -425,10 +531,25 @@ class _ToAst(Transformer):
         return ast.Var(str(children[0]), self._s(meta))
 
     def in_attr(self, meta, children):
-        return ast.InAttr(str(children[0]), self._s(meta))
+        return ast.InAttr(str(children[1]), self._s(meta))
+
+    def in_tensor(self, meta, children):
+        return ast.InTensor(self._s(meta))
+
+    def index(self, meta, children):
+        target, _, index = children
+        return ast.Index(target, index, self._s(meta))
+
+    def slice(self, meta, children):
+        target, _, start, stop = children
+        return ast.Slice(target, start, stop, self._s(meta))
+
+    def comprehension(self, meta, children):
+        element, target, iterable, cond = children
+        return ast.Comprehension(element, target, iterable, cond, self._s(meta))
 
     def func(self, meta, children):
-        return ast.Func(str(children[0]), tuple(c for c in children[1:] if c is not None), self._s(meta))
+        return ast.Func(str(children[0]), tuple(c for c in children[2:] if c is not None), self._s(meta))
 
     def tuple_(self, meta, children):
         return ast.Seq(tuple(c for c in children if c is not None), self._s(meta))

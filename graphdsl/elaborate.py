@@ -43,10 +43,14 @@ class Scope:
         self.position += 1
         return str(self.position - 1)
 
-    def claim(self, label: str, span: Span) -> None:
+    def claim(self, label: str, span: Span, computed: bool = False) -> None:
         first = self.labels.get(label)
         if first is not None:
             where = ".".join(self.path) or "the network"
+            if computed and first != span:  # one message for every value of the template
+                raise Failure(Diagnostic(f"this computed label is already used in {where}", span,
+                                         notes=(f"it gives `{label}`, first used at {first}",),
+                                         help="number the layers so that each label of a scope comes up once"))
             if first == span:  # the same statement again: a loop, or an inline block used twice
                 raise error(f"`{label}` is already used in {where}: this label is given each time the statement "
                             "runs", span, help=f'compute it from the loop variable, e.g. `"{label}{{i}}": ...`, '
@@ -255,8 +259,9 @@ class Elaborator:
                     bind(var, value, ctx.values, iterable.span)
                     self.body(body, ctx)
             case ast.Labeled(label=label, item=item, label_span=lspan):
+                computed = not isinstance(label, str)
                 label = self.label(label, lspan, ctx)
-                ctx.scope.claim(label, lspan)
+                ctx.scope.claim(label, lspan, computed)
                 ctx.current = self.named_item(label, item, ctx)
             case ast.Bind(name=name, item=item, name_span=nspan):
                 ctx.scope.claim(name, nspan)
@@ -513,8 +518,9 @@ class Elaborator:
         op = REGISTRY.get(item.op)
         if op is None or not op.merges:
             merging = sorted(name for name, o in REGISTRY.items() if o.merges)
+            forms = [f"`{m} {{ ... }}`" for m in merging]
             raise error(f"`{item.op}` does not merge branches", item.name_span,
-                        help="branches are merged by " + " or ".join(f"`{m} {{ ... }}`" for m in merging))
+                        help="branches are merged by " + ", ".join(forms[:-1]) + " or " + forms[-1])
         target = ctx if label is None else ctx.child((*ctx.scope.path, label))
         start = ctx.current
         outs = self.branch_outputs(item.body, target, start)
@@ -612,13 +618,21 @@ class Elaborator:
                 raise error(f"the computed label is longer than {MAX_LABEL} characters", span)
         name = "".join(text)
         if not LABEL.match(name):
-            shown = show(name)
-            raise error(f"the computed label {shown} is not a module name", span,
-                        help="labels are letters, digits, `_` and `-` (no dots, no spaces)")
+            raise Failure(Diagnostic("this computed label is not a module name", span, notes=(f"it gives {show(name)}",),
+                                     help="labels are letters, digits, `_` and `-` (no dots, no spaces)"))
         return name
 
     def split(self, stmt: ast.Split, ctx: Ctx) -> None:
-        """`(a, b) = chunk(2)`, `(a, b) = split(16, 48)`: channel slices of the current tensor, named."""
+        """`(a, b) = chunk(2)`, `(a, b) = split(16, 48)`: channel slices of the current tensor, named.
+        On an error the names stay known but unknown in value, so that their uses stay silent."""
+        try:
+            self._split(stmt, ctx)
+        except (Failure, Poisoned):
+            for name, _ in stmt.names:
+                ctx.tensors.setdefault(name, None)
+            raise
+
+    def _split(self, stmt: ast.Split, ctx: Ctx) -> None:
         call = stmt.call
         if call.name not in SPLITTERS:
             raise error(f"`({', '.join(n for n, _ in stmt.names)}) = ...` takes `chunk` or `split`, not `{call.name}`",

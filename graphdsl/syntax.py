@@ -16,6 +16,7 @@ from .values import Symbol
 
 MAX_SYNTAX_ERRORS = 10
 RESERVED = "is a reserved word and cannot name a layer or a tensor"
+CALL_HELP = "a call's `(` follows its name directly"
 
 # How tokens are named in "expected ..." messages.
 TOKEN_NAMES = {
@@ -52,8 +53,8 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
 
     def on_error(e: UnexpectedInput) -> bool:
         record(e)
-        if errors and errors[-1].message.endswith(RESERVED):
-            return False  # recovery after a keyword used as a name only cascades
+        if errors and (errors[-1].message.endswith(RESERVED) or (errors[-1].help or "").startswith(CALL_HELP)):
+            return False  # recovery after a keyword used as a name, or a call split from its `(`, only cascades
         if isinstance(e, UnexpectedToken):
             _insert_closer(e)
         return len(errors) < MAX_SYNTAX_ERRORS
@@ -156,7 +157,7 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     spaced = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s+\(\s*$", before)
     if spaced and spaced.group(1) not in KEYWORDS:
         return Diagnostic(f"unexpected {_describe(tok)}, expected {_expected(expected_set)}", span,
-                          help=f"a call's `(` follows its name directly: write `{spaced.group(1)}(...)`")
+                          help=f"{CALL_HELP}: write `{spaced.group(1)}(...)`")
     if tok.type == "COLON" and "EQUAL" in expected_set:
         return Diagnostic("unexpected `:`, expected `=`", span,
                           help="keyword arguments and defaults take `=`, e.g. `stride=2`")

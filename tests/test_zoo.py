@@ -1,0 +1,139 @@
+"""The modern CNN zoo: every torchvision 0.29.1 classification CNN as a spec, checked statically
+against tests/reference/torchvision_zoo.json (made by tools/zoo_reference.py: models built on the
+meta device, FlopCounterMode MACs).
+
+For every model: parameters, buffers, conv + linear MACs and the output shape equal the reference,
+at the reference's input size; and the state_dict that a module built from the IR holds (keys and
+tensor shapes, derived from the IR without torch) equals torchvision's, so `load_state_dict(...,
+strict=True)` accepts it. The spec of model `m` is `specs/m.cnn`, whose default network is `m` with
+torchvision's default arguments. Runtime parity is tests/test_zoo_parity.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import graphdsl
+from graphdsl.cli import main as cli
+from graphdsl.passes import inputs_of
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+ZOO = {k: v for k, v in json.loads((Path(__file__).parent / "reference" / "torchvision_zoo.json").read_text()).items()
+       if not k.startswith("_")}
+MODELS = sorted(ZOO)
+
+# families: the spec of each must stay under a third of torchvision's model code (see the closing note)
+FAMILIES = ("resnext", "wide_resnet", "squeezenet", "densenet", "inception_v3", "shufflenet_v2", "mobilenet_v2",
+            "mobilenet_v3", "mnasnet", "efficientnet", "regnet", "convnext")
+
+
+def spec_path(model: str) -> Path:
+    return SPECS / f"{model}.cnn"
+
+
+def load(model: str) -> graphdsl.Network:
+    return graphdsl.load(spec_path(model))
+
+
+def state_dict(net: graphdsl.Network) -> dict[str, tuple[int, ...]]:
+    """The state_dict keys and shapes of a PyTorch module tree built from the IR, from the op
+    arguments and static shapes alone."""
+    g = net.graph
+    sd: dict[str, tuple[int, ...]] = {}
+    for node, d in g.nodes(data=True):
+        op, a = d["op"], d["attrs"]
+        if op == "input":
+            continue
+        ins = [g.nodes[i]["shape"] for i in inputs_of(g, node)]
+        out = d["shape"]
+        if op == "conv":
+            sd[f"{node}.weight"] = (a["out"], ins[0][0] // a["groups"], *a["kernel"])
+            if a["bias"]:
+                sd[f"{node}.bias"] = (a["out"],)
+        elif op == "bn":
+            c = out[0]
+            if a["affine"]:
+                sd[f"{node}.weight"] = sd[f"{node}.bias"] = (c,)
+            sd[f"{node}.running_mean"] = sd[f"{node}.running_var"] = (c,)
+            sd[f"{node}.num_batches_tracked"] = ()
+        elif op == "linear":
+            sd[f"{node}.weight"] = (a["out"], ins[0][-1])
+            if a["bias"]:
+                sd[f"{node}.bias"] = (a["out"],)
+        elif op == "layer_norm":
+            c = ins[0][-1] if graphdsl.ops.base.is_channels_last(ins[0]) or len(ins[0]) == 1 else ins[0][0]
+            if a.get("affine", True):
+                sd[f"{node}.weight"] = sd[f"{node}.bias"] = (c,)
+        elif op == "scale":  # a bare parameter: the key is the layer's own path
+            shape = ins[0]
+            sd[node] = (shape[0], 1, 1) if len(shape) == 3 and not graphdsl.ops.base.is_channels_last(shape) else (
+                shape[-1],)
+        else:
+            assert d["params"] == d["buffers"] == 0, f"{node}: op `{op}` has state this test does not know"
+    params = sum(math.prod(s) for k, s in sd.items() if not k.rsplit(".", 1)[-1].startswith(("running", "num")))
+    assert params == net.params, "the derivation disagrees with the IR's parameter count"
+    return sd
+
+
+def test_every_model_has_a_spec():
+    missing = [m for m in MODELS if not spec_path(m).exists()]
+    assert missing == [], f"models of torchvision_zoo.json without a spec: {missing}"
+
+
+def _require(model: str) -> None:
+    if not spec_path(model).exists():
+        pytest.skip(f"specs/{model}.cnn is not written yet")  # test_every_model_has_a_spec fails meanwhile
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_static_figures(model):
+    _require(model)
+    ref = ZOO[model]
+    net = load(model)
+    assert net.name == model
+    assert net.doc, f"network `{model}` has no doc string"
+    assert list(net.input_shape) == ref["input"]
+    assert net.params == ref["params"]
+    assert net.buffers == ref["buffers"]
+    assert net.macs == ref["macs"]
+    main = [name for name, _ in net.graph.graph["outputs"] if name not in net.graph.graph["training_outputs"]]
+    assert [[1, *net.output_shapes[name]] for name in main] == [ref["out"]]
+    if "aux_out" in ref:  # inception_v3: the auxiliary head, returned in training only
+        aux = net.graph.graph["training_outputs"]
+        assert [[1, *net.output_shapes[name]] for name in aux] == [ref["aux_out"]]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_state_dict(model):
+    _require(model)
+    theirs = {k: tuple(v) for k, v in ZOO[model]["state_dict"].items()}
+    ours = state_dict(load(model))
+    assert sorted(set(ours) - set(theirs)) == [], "keys the spec has and torchvision does not"
+    assert sorted(set(theirs) - set(ours)) == [], "keys torchvision has and the spec does not"
+    assert {k: s for k, s in ours.items() if theirs[k] != s} == {}, "shapes differ"
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_block_docs(model):
+    _require(model)
+    for scope, info in load(model).graph.graph["scopes"].items():
+        if info["kind"] == "block":
+            assert info["doc"], f"block `{info['block']}` (used at {'.'.join(scope)}) has no doc string"
+
+
+@pytest.mark.parametrize("command", ["check", "summary", "render"])
+@pytest.mark.parametrize("model", ["densenet121", "efficientnet_b0", "convnext_tiny", "inception_v3",
+                                   "shufflenet_v2_x1_0", "mobilenet_v3_small", "regnet_y_400mf"])
+def test_cli(command, model, tmp_path):
+    _require(model)
+    args = [command, str(spec_path(model))]
+    if command == "render":
+        args += ["-o", str(tmp_path / f"{model}.dot")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output

@@ -30,6 +30,9 @@ TOKEN_NAMES = {
 # Words of the language: they cannot name a layer, a tensor or a value.
 KEYWORDS = ("network", "block", "import", "let", "if", "else", "for", "in", "input", "output", "from", "assert",
             "residual", "shortcut", "inline", "true", "false", "same", "global", "not", "and", "or")
+# ... but the words that only start a top-level definition name layers freely inside a body (torchvision
+# names modules `block`: ConvNeXt, MobileNetV3, EfficientNet).
+NAME_RESERVED = frozenset(KEYWORDS) - {"network", "block", "import"}
 
 
 @functools.cache
@@ -173,9 +176,9 @@ def _reserved_label(tok: Token, text: str, before: str) -> tuple[str, int] | Non
     """`output: conv(...)`, `in = ...`: a keyword where a label or a tensor name stands."""
     if tok.type in ("COLON", "EQUAL"):
         m = re.search(r"([A-Za-z_]+)\s*$", before)
-        if m and m.group(1) in KEYWORDS:
+        if m and m.group(1) in NAME_RESERVED:
             return m.group(1), m.start(1) + 1
-    if str(tok.value) in KEYWORDS and re.match(r"\s*[:=](?!=)", text[tok.end_pos:]):
+    if str(tok.value) in NAME_RESERVED and re.match(r"\s*[:=](?!=)", text[tok.end_pos:]):
         return str(tok.value), tok.column
     return None
 
@@ -327,7 +330,7 @@ class _ToAst(Transformer):
     def _name(self, tok: Token) -> str:
         """A name the spec defines (label, tensor, value): keywords that the lexer let through as names
         (`in` where no keyword fits) are refused here."""
-        if str(tok) in KEYWORDS:
+        if str(tok) in NAME_RESERVED:
             raise Failure(_reserved(str(tok), self._t(tok)))
         return str(tok)
 

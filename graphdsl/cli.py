@@ -45,6 +45,26 @@ define_option = click.option("-D", "defines", multiple=True, callback=_defines, 
                              help="Override a network parameter, e.g. -D num_classes=10.")
 
 
+def _load_ops(ctx, param, values):
+    """`--ops`: load the operator plugins, installed ones (unless GRAPHDSL_NO_PLUGINS=1) and these, once,
+    before the command reads a spec. A plugin that cannot load is an error (exit 1)."""
+    from .plugins import PluginError, load_plugins
+
+    if not ctx.resilient_parsing:
+        try:
+            load_plugins(*values)
+        except PluginError as e:
+            click.echo(e.render(), err=True)
+            ctx.exit(1)
+    return values
+
+
+ops_option = click.option("--ops", "ops", multiple=True, callback=_load_ops, expose_value=False,
+                          metavar="MODULE_OR_FILE",
+                          help="Load operators from a Python module or .py file (repeatable). Installed plugins "
+                               "(entry point group graphdsl.ops) load unless GRAPHDSL_NO_PLUGINS=1.")
+
+
 def load_or_exit(file: str, network: str | None, defines: dict, fmt: str = "text"):
     """Load a spec; on failure print the diagnostics and exit 1."""
     from .api import load
@@ -73,6 +93,7 @@ def main():
 @click.argument("file", type=click.Path(dir_okay=False))
 @network_option
 @define_option
+@ops_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def check(file, network, defines, fmt):
     """Check FILE statically: shapes, parameters and MACs, or located errors."""
@@ -97,6 +118,7 @@ def check(file, network, defines, fmt):
               help="OUT.svg, .png, .pdf or .dot (default: NETWORK.svg here); `-` prints the DOT source.")
 @network_option
 @define_option
+@ops_option
 @click.option("--depth", type=click.IntRange(min=1), default=None, metavar="N",
               help="Fold every block and group deeper than N levels into one box.")
 @click.option("--expand", is_flag=True, help="Draw every block: no folding of runs of identical blocks.")
@@ -141,6 +163,7 @@ def render(file, out, network, defines, depth, expand):
 @click.argument("file", type=click.Path(dir_okay=False))
 @network_option
 @define_option
+@ops_option
 @click.option("--depth", type=click.IntRange(min=1), default=None, metavar="N",
               help="One row per block at depth N instead of one per layer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
@@ -192,6 +215,7 @@ def default_module_path(name: str) -> Path:
               help="Where to write the module (default: NETWORK.py here); `-` prints it.")
 @network_option
 @define_option
+@ops_option
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where --run runs.")
 @click.option("--run", "run_it", is_flag=True,
@@ -248,6 +272,46 @@ def compile_(file, out, network, defines, device, run_it):
         shown = ", ".join(f"{n} {fmt_shape(s)}" for n, s in zip(names, shapes))
         click.echo(f"ran on {device}, {mode} mode, batch {batch}: {shown} ({seconds:.2f} s)",
                    err=out == "-")
+
+
+@main.command(name="ops")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@ops_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def ops_(names, fmt):
+    """List the operators specs can use: name, family, who provides it (builtin or the plugin), arguments.
+
+    With NAMEs, those operators with their documentation. `--ops` adds a plugin's, to see what it provides.
+    """
+    from .diagnostics import did_you_mean
+    from .ops import REGISTRY
+    from .plugins import describe, signature
+
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        hint = did_you_mean(unknown[0], REGISTRY, "operators")
+        click.echo(f"error: no operator `{unknown[0]}`" + (f"\nhelp: {hint}" if hint else ""), err=True)
+        sys.exit(1)
+    infos = [describe(n) for n in (names or REGISTRY)]
+    if fmt == "json":
+        click.echo(json.dumps(infos, indent=2))
+    elif names:
+        for i, info in enumerate(infos):
+            click.echo(("\n" if i else "") + f"{info['name']}({signature(info)})")
+            click.echo(f"  family    {info['family']}\n  from      {info['provider']}")
+            if info["doc"]:
+                click.echo(f"  doc       {info['doc']}")
+            for a in info["args"]:
+                shown = a["name"] if a["required"] else f"{a['name']}={a['default']}"
+                click.echo(f"  argument  {shown}" + (f": {a['doc']}" if a["doc"] else ""))
+            if info["known_as"]:
+                click.echo(f"  known as  {', '.join(info['known_as'])}")
+    else:
+        rows = [("operator", "family", "from", "arguments")]
+        rows += [(i["name"], i["family"], i["provider"], signature(i)) for i in infos]
+        widths = [max(len(r[k]) for r in rows) for k in range(3)]
+        for r in rows:
+            click.echo("  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[3]]).rstrip())
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import json
 import math
 from pathlib import Path
 
+import networkx as nx
 import pytest
 from click.testing import CliRunner
 
@@ -101,7 +102,12 @@ def test_static_figures(model):
     assert list(net.input_shape) == ref["input"]
     assert net.params == ref["params"]
     assert net.buffers == ref["buffers"]
-    assert net.macs == ref["macs"]
+    # static MACs count every head; auxiliary heads run in training only (inception_v3: macs_train)
+    assert net.macs == ref.get("macs_train", ref["macs"])
+    g = net.graph
+    eval_nodes = set().union(*(nx.ancestors(g, node) | {node} for name, node in g.graph["outputs"]
+                               if name not in g.graph["training_outputs"]))
+    assert sum(g.nodes[n]["macs"] for n in eval_nodes) == ref["macs"], "MACs of what eval mode computes"
     main = [name for name, _ in net.graph.graph["outputs"] if name not in net.graph.graph["training_outputs"]]
     assert [[1, *net.output_shapes[name]] for name in main] == [ref["out"]]
     if "aux_out" in ref:  # inception_v3: the auxiliary head, returned in training only

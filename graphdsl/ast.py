@@ -100,6 +100,7 @@ class Func:
     name: str
     args: tuple[Expr, ...]
     span: Span
+    kwargs: tuple[tuple[str, Expr, Span], ...] = ()  # `enumerate(xs, start=1)`
 
 
 Expr = Const | Var | InAttr | InTensor | Index | Slice | Comprehension | BinOp | Not | Neg | Seq | Func

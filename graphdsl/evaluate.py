@@ -129,6 +129,35 @@ BUILTINS: dict[str, Callable] = {
 }
 
 
+# The parameters of builtins that take keywords, in order (`enumerate(xs, start=1)`).
+KEYWORDS = {"enumerate": ("list", "start"), "make_divisible": ("value", "divisor", "min_value"),
+            "round": ("number", "ndigits")}
+
+
+def _keywords(name: str, given: list, kwargs, values: dict, in_shape) -> list:
+    """Positional arguments with the keyword ones put in their places."""
+    params = KEYWORDS.get(name)
+    if params is None:
+        raise error(f"`{name}` takes no keyword arguments", kwargs[0][2])
+    slots: list = list(given) + [_MISSING] * (len(params) - len(given))
+    for key, expr, span in kwargs:
+        if key not in params:
+            raise error(f"`{name}` has no argument `{key}`", span, help=did_you_mean(key, params, "arguments"))
+        i = params.index(key)
+        if i < len(given) or slots[i] is not _MISSING:
+            raise error(f"argument `{key}` given twice", span)
+        slots[i] = evaluate(expr, values, in_shape)
+    while slots and slots[-1] is _MISSING:
+        slots.pop()
+    if _MISSING in slots:
+        missing = params[slots.index(_MISSING)]
+        raise error(f"`{name}` needs its argument `{missing}` too", kwargs[0][2])
+    return slots
+
+
+_MISSING = object()
+
+
 def bind(target, value, values: dict, span) -> None:
     """Bind a `for`/`let` target (a name, or a tuple of targets) to `value` in `values`."""
     if isinstance(target, str):
@@ -200,11 +229,14 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
             return -v
         case ast.Not(operand=operand, span=span):
             return not _bool(evaluate(operand, values, in_shape), operand.span, "`not`")
-        case ast.Func(name=name, args=args, span=span):
+        case ast.Func(name=name, args=args, span=span, kwargs=kwargs):
             if name not in BUILTINS:
                 raise error(f"unknown function `{name}`", span,
                             help=did_you_mean(name, BUILTINS, "functions"))
-            return BUILTINS[name](span, *(evaluate(a, values, in_shape) for a in args))
+            given = [evaluate(a, values, in_shape) for a in args]
+            if kwargs:
+                given = _keywords(name, given, kwargs, values, in_shape)
+            return BUILTINS[name](span, *given)
         case ast.BinOp(op="and" | "or" as op, left=left, right=right):
             lv = _bool(evaluate(left, values, in_shape), left.span, f"`{op}`")
             if lv == (op == "or"):

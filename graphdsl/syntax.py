@@ -553,7 +553,13 @@ class _ToAst(Transformer):
         return ast.Comprehension(element, target, iterable, cond, self._s(meta))
 
     def func(self, meta, children):
-        return ast.Func(str(children[0]), tuple(c for c in children[2:] if c is not None), self._s(meta))
+        args = [c for c in children[2:] if c is not None]
+        kwargs = tuple(a for a in args if isinstance(a, tuple))
+        positional = tuple(a for a in args if not isinstance(a, tuple))
+        return ast.Func(str(children[0]), positional, self._s(meta), kwargs)
+
+    def func_kwarg(self, meta, children):
+        return (str(children[0]), children[1], self._s(meta))
 
     def tuple_(self, meta, children):
         return ast.Seq(tuple(c for c in children if c is not None), self._s(meta))

@@ -319,3 +319,13 @@ for args in (["render", {str(GOLDEN / "resnet152.cnn")!r}, "-o", "-"], ["summary
 assert "torch" not in sys.modules, sorted(m for m in sys.modules if "torch" in m)
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_runs_do_not_fold_calls_on_other_input_shapes():
+    """`cbr(32)` on 16 channels (4,640 params) and on 32 (9,248) are not the same box."""
+    from graphdsl.backends.scopes import units
+
+    net = graphdsl.load("block cbr(c) { conv: conv(c, 3, pad=1) relu }\n"
+                        "network t { input 16x8x8  a: cbr(32)  b: cbr(32)  c: cbr(32) }")
+    assert [(u.kind, u.id, u.label) for u in units(net.graph, fold_runs=True)] == [
+        ("node", "a.conv", ""), ("node", "a.1", ""), ("run", "b..c", "cbr ×2")]

@@ -144,7 +144,8 @@ def output_node(g: nx.DiGraph, members: list[str]) -> str:
 
 
 def signature(g: nx.DiGraph, scope: Scope) -> tuple:
-    """Equal for scopes that hold the same layers, named, shaped and wired the same way."""
+    """Equal for scopes that hold the same layers, named, shaped and wired the same way, on inputs of
+    the same shapes."""
     prefix = len(scope.path)
     ext, _ = boundary(g, scope.members)
     local = {n: ".".join(g.nodes[n]["scope"][prefix:]) for n in scope.members}
@@ -154,7 +155,8 @@ def signature(g: nx.DiGraph, scope: Scope) -> tuple:
         wires = tuple(local.get(p, ("ext", ext.index(p) if p in ext else -1)) for p in inputs_of(g, n))
         rows.append((local[n], d["op"], repr(d["attrs"]), d["shape"], wires))
     info = (scope.kind, scope.info.get("block"), repr(scope.info.get("args")))
-    return info, tuple(rows)
+    # the shapes coming in: calls with the same arguments on other inputs differ in parameters (16->32, 32->32)
+    return info, tuple(g.nodes[p]["shape"] for p in ext), tuple(rows)
 
 
 def _run_length(g: nx.DiGraph, children: list, i: int, sigs: dict) -> int:

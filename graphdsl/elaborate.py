@@ -618,7 +618,8 @@ class Elaborator:
                 raise error(f"the computed label is longer than {MAX_LABEL} characters", span)
         name = "".join(text)
         if not LABEL.match(name):
-            raise Failure(Diagnostic("this computed label is not a module name", span, notes=(f"it gives {show(name)}",),
+            raise Failure(Diagnostic("this computed label is not a module name", span,
+                                     notes=(f"it gives {show(name)}",),
                                      help="labels are letters, digits, `_` and `-` (no dots, no spaces)"))
         return name
 

@@ -197,9 +197,11 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
             return _in_attr(attr, span, in_shape())
         case ast.InTensor(span=span):
             raise error("`in` is a tensor, not a value", span,
-                        help="read its shape with `in.channels`, or use it where tensors go: `from in`, `concat(in, x)`")
+                        help="read its shape with `in.channels`, or use it where tensors go: "
+                             "`from in`, `concat(in, x)`")
         case ast.Index(target=target, index=index, span=span):
-            return _index(evaluate(target, values, in_shape), evaluate(index, values, in_shape), index.span, target.span)
+            seq, i = evaluate(target, values, in_shape), evaluate(index, values, in_shape)
+            return _index(seq, i, index.span, target.span)
         case ast.Slice(target=target, start=start, stop=stop, span=span):
             seq = evaluate(target, values, in_shape)
             bounds = [None if b is None else evaluate(b, values, in_shape) for b in (start, stop)]

@@ -425,7 +425,8 @@ class _ToAst(Transformer):
         word, *names = children
         if str(word) != "training":
             raise Failure(Diagnostic(f"unknown output qualifier `{word}`", self._t(word),
-                                     help="`output main, training: aux1, aux2` marks outputs returned in training only"))
+                                     help="`output main, training: aux1, aux2` marks outputs returned in training "
+                                          "only"))
         return tuple((str(t), self._t(t)) for t in names)
 
     def from_stmt(self, meta, children):

@@ -133,17 +133,20 @@ class Elaborator:
     def _unalias(self, net: ast.Definition, overrides: dict) -> tuple[ast.Definition, dict]:
         """`network resnet20 = cifar_resnet(n=3)`: the base network, with the alias's arguments
         under the caller's overrides."""
-        seen = {net.name}
+        seen = [net]
         while net.base is not None:
             call = net.base
-            base = self.program.networks.get(call.name) or self.program.imported_networks.get(call.name)
+            local = self.program.networks.get(call.name)
+            if local is net:  # `network inception_v3 = inception_v3()`: the imported one of that name, if any
+                local = self.program.imported_networks.get(call.name, net)
+            base = local or self.program.imported_networks.get(call.name)
             if base is None:
                 known = [*self.program.networks, *self.program.imported_networks]
                 raise error(f"unknown network `{call.name}`", call.name_span,
                             help=did_you_mean(call.name, known, "networks") or "import the file that defines it")
-            if base.name in seen:
+            if any(base is d for d in seen):
                 raise error(f"network `{net.name}` is defined in terms of itself", call.name_span)
-            seen.add(base.name)
+            seen.append(base)
             params = [p.name for p in base.params]
             given: dict = {}
             for i, a in enumerate(call.args):

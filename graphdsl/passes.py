@@ -86,7 +86,10 @@ def receptive_field(g: nx.DiGraph) -> None:
             continue
         preds = inputs_of(g, n)
         rf = tuple(max(g.nodes[p]["rf"][i] for p in preds) for i in range(2))
-        jump = tuple(max(g.nodes[p]["jump"][i] for p in preds) for i in range(2))
+        # the stride between output positions is that of the inputs at the output's resolution: a
+        # broadcast 1x1 gate (squeeze-excitation) sees everything but does not set the grid
+        grid = [p for p in preds if g.nodes[p]["shape"][1:] == d["shape"][1:]] or preds
+        jump = tuple(max(g.nodes[p]["jump"][i] for p in grid) for i in range(2))
         win = REGISTRY[d["op"]].window(d["attrs"], [g.nodes[p]["shape"] for p in preds])
         if win is not None:
             rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, win.kernel, jump))

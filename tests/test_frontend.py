@@ -314,3 +314,12 @@ def test_figures_print_their_unit_only_where_it_helps():
     assert figure(138_357_544) == "138,357,544 (138.4M)"
     assert figure(0, "conv + linear") == "0 (conv + linear)"
     assert figure(11_513_626_624, "conv + linear") == "11,513,626,624 (11.5G, conv + linear)"
+
+
+def test_receptive_field_through_a_broadcast_gate():
+    """A squeeze-excitation gate sees the whole input but does not set the stride of the grid."""
+    net = graphdsl.load("network se { input 16x56x56  x: conv(16, 3, pad=1)\n"
+                        "gate = [avgpool(adaptive=1), conv(16, 1), sigmoid]  y: mul(gate, x)  z: conv(16, 3, pad=1) }")
+    g = net.graph
+    assert g.nodes["y"]["jump"] == (1, 1) and g.nodes["z"]["jump"] == (1, 1)
+    assert g.nodes["z"]["rf"] == (g.nodes["y"]["rf"][0] + 2,) * 2

@@ -139,6 +139,11 @@ def render(file, out, network, defines, depth, expand):
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="'-o'") from None
     net = load_or_exit(file, network, defines)
+    if depth is None and not expand:
+        depth = dot.auto_depth(net.graph)
+        if depth is not None:
+            click.echo(f"note: every level of `{net.name}` makes more than {dot.MAX_BOXES} boxes; drawn to --depth "
+                       f"{depth} (--depth N or --expand draws more)", err=True)
     graph = dot.diagram(net.graph, depth=depth, expand=expand)
     if out == "-":
         click.echo(graph.source, nl=False)

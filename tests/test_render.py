@@ -329,3 +329,28 @@ def test_runs_do_not_fold_calls_on_other_input_shapes():
                         "network t { input 16x8x8  a: cbr(32)  b: cbr(32)  c: cbr(32) }")
     assert [(u.kind, u.id, u.label) for u in units(net.graph, fold_runs=True)] == [
         ("node", "a.conv", ""), ("node", "a.1", ""), ("run", "b..c", "cbr ×2")]
+
+
+def test_runs_fold_across_rates(tmp_path):
+    """Blocks that differ only in a real-valued rate (stochastic depth) have the same layers: they fold."""
+    from graphdsl.backends.scopes import units
+
+    net = graphdsl.load("block b(p) { conv(8, 3, pad=1)  stochastic_depth(p) }\n"
+                        "network t { input 8x8x8  s: [for i in range(4) { b(0.1 * i) }] }")
+    assert [(u.kind, u.label) for u in units(net.graph, fold_runs=True)] == [("run", "b ×4")]
+
+
+def test_render_folds_big_networks_to_a_depth(tmp_path):
+    """A diagram of more than dot.MAX_BOXES boxes is drawn to the deepest level that fits, with a note."""
+    from graphdsl.cli import main as cli_main
+
+    spec = tmp_path / "wide.cnn"
+    spec.write_text("block b(i) { conv(8, 1)  relu }\n"
+                    "network wide { input 8x8x8  s: [for i in range(200) { b(i) }] }")  # 400 boxes, no two alike
+    out = tmp_path / "wide.dot"
+    result = CliRunner().invoke(cli_main, ["render", str(spec), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "drawn to --depth 2" in result.output  # s.0 .. s.199 one box each
+    assert "relu" not in out.read_text()
+    full = CliRunner().invoke(cli_main, ["render", str(spec), "-o", str(out), "--expand"])
+    assert full.exit_code == 0 and "drawn to --depth" not in full.output

@@ -77,6 +77,21 @@ def _figures(g: nx.DiGraph, members: list[str]) -> str:
     return f"{human(params)} params · {human(macs)} MACs"
 
 
+MAX_BOXES = 300  # beyond this a diagram is a scroll, not a picture: `render` folds deeper levels
+
+
+def auto_depth(g: nx.DiGraph, limit: int = MAX_BOXES) -> int | None:
+    """None when the default diagram (every level, runs folded) has at most `limit` boxes; else the
+    deepest level whose diagram stays within it (at least 1), to which `graphdsl render` folds."""
+    if sum(1 for _ in flatten(view(g, depth=None, fold_runs=True))) <= limit:
+        return None
+    deepest = max((len(d["scope"]) for _, d in g.nodes(data=True)), default=1)
+    for depth in range(deepest - 1, 1, -1):
+        if sum(1 for _ in flatten(view(g, depth=depth, fold_runs=True))) <= limit:
+            return depth
+    return 1
+
+
 def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> graphviz.Digraph:
     """The diagram of an IR graph (with the figures of graphdsl.passes on its nodes)."""
     items = view(g, depth=depth, fold_runs=not expand)

@@ -143,6 +143,12 @@ def output_node(g: nx.DiGraph, members: list[str]) -> str:
     return outs[-1] if outs else members[-1]
 
 
+def _integral(args: dict) -> dict:
+    """Arguments with their real numbers blanked: blocks that differ only in a rate (the stochastic-depth
+    probability that grows along ConvNeXt and EfficientNet) have the same layers, shapes and costs."""
+    return {k: "<number>" if isinstance(v, float) else v for k, v in args.items()}
+
+
 def signature(g: nx.DiGraph, scope: Scope) -> tuple:
     """Equal for scopes that hold the same layers, named, shaped and wired the same way, on inputs of
     the same shapes."""
@@ -153,8 +159,8 @@ def signature(g: nx.DiGraph, scope: Scope) -> tuple:
     for n in scope.members:
         d = g.nodes[n]
         wires = tuple(local.get(p, ("ext", ext.index(p) if p in ext else -1)) for p in inputs_of(g, n))
-        rows.append((local[n], d["op"], repr(d["attrs"]), d["shape"], wires))
-    info = (scope.kind, scope.info.get("block"), repr(scope.info.get("args")))
+        rows.append((local[n], d["op"], repr(_integral(d["attrs"])), d["shape"], wires))
+    info = (scope.kind, scope.info.get("block"), repr(_integral(scope.info.get("args") or {})))
     # the shapes coming in: calls with the same arguments on other inputs differ in parameters (16->32, 32->32)
     return info, tuple(g.nodes[p]["shape"] for p in ext), tuple(rows)
 

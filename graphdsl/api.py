@@ -140,21 +140,37 @@ class Network:
             dot.write(graph, path, format)
         return graph
 
-    def source(self) -> str:
+    def source(self, outputs=None) -> str:
         """The Python source of a torch.nn.Module computing this network (graphdsl.backends.torch); it
         depends on torch alone. Generating it does not import torch. Raises SpecError where PyTorch
-        cannot express the network (a layer named like an nn.Module attribute, an op without lowering)."""
+        cannot express the network (a layer named like an nn.Module attribute, an op without lowering).
+        With `outputs`, the source of the feature extractor `to_torch(outputs=...)` builds."""
         from .backends.torch import source
 
-        return source(self)
+        return source(self, outputs)
 
-    def to_torch(self, device=None, dtype=None):
+    def to_torch(self, device=None, dtype=None, outputs=None):
         """A torch.nn.Module built from `source()` (fresh random weights), moved to `device`/`dtype` if
-        given. The first output is the main one: in eval mode it alone is computed and returned, in
-        training mode `(main, *auxiliary)`, as torchvision's GoogLeNet."""
+        given. `forward` returns the network's outputs: in eval mode those not marked training-only
+        (one tensor, or a tuple in the order of `output`), in training mode all of them when some are
+        training-only (auxiliary heads, computed in training mode only, as torchvision's GoogLeNet).
+
+        `outputs=["layer2", "layer3.1.conv2"]` builds a feature extractor instead (as torchvision's
+        `create_feature_extractor`): its `forward` returns the dict {name: tensor} of those layers
+        (node ids) or scopes (their output, see `taps`), in eval and training mode alike, and computes
+        only what they need. Its state_dict keys are the network's, for the layers it keeps."""
         from .backends.torch import to_torch
 
-        return to_torch(self, device=device, dtype=dtype)
+        return to_torch(self, device=device, dtype=dtype, outputs=outputs)
+
+    def taps(self, names) -> dict[str, Shape]:
+        """The static shape of each named layer or scope, {name: shape}, as `to_torch(outputs=names)`
+        returns them. A name is a node id (`layer2.1.conv2`) or a scope path (`layer2`: its output node,
+        the last of its layers whose result leaves it). An unknown name raises KeyError (TapError) with
+        the closest names. Needs no torch."""
+        from .backends.torch import tap_nodes
+
+        return {name: self.graph.nodes[node]["shape"] for name, node in tap_nodes(self.graph, names)}
 
     def _repr_svg_(self) -> str | None:
         """Jupyter shows a Network as its diagram (nothing where the `dot` program is missing)."""

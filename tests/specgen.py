@@ -21,7 +21,13 @@ Language coverage: sequences, `[...]` groups, labels, blocks with parameters (po
 and default arguments; argument expressions such as `p * 2`), `item * n` repeats, `concat { }`
 and `add { }` branches, named tensors with `t = item` and `concat(a, b)`, `residual` with and
 without a shortcut (and `shortcut if COND`, true or false), `if`/`else` (the branch not taken holds
-junk that must not be elaborated), `in.channels` expressions, `output a, b`, flat inputs.
+junk that must not be elaborated), `in.channels` expressions, `output a, b` and `output a, training: b`,
+flat inputs.
+
+Operator coverage beyond the classics: hardswish, hardsigmoid, upsample (scale or size, nearest or
+bilinear), channel_shuffle, layer_norm (flat, C x H x W, channels-last), stochastic_depth, scale,
+channels slices, `mul` (squeeze-and-excitation gates and `mul { }` branches), and ConvNeXt-style
+channels-last groups: `permute([0, 2, 3, 1])`, layer norm, linear, activation, linear, back.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from dataclasses import dataclass, field
 from hypothesis import strategies as st
 
 MAX_CHANNELS = 16
-ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softmax")
+ACTIVATIONS = ("relu", "relu6", "leaky_relu", "elu", "gelu", "silu", "sigmoid", "tanh", "softmax", "hardswish",
+               "hardsigmoid")
+POINTWISE = tuple(a for a in ACTIVATIONS if a != "softmax")  # what works on channels-last tensors too
 
 
 # ---- the description -----------------------------------------------------------------------
@@ -133,6 +141,7 @@ class Net:
     items: list
     blocks: list
     outputs: list | None = None  # tensor names for `output a, b`
+    training: list = field(default_factory=list)  # those of them returned in training only (`training: b`)
 
     def render(self) -> str:
         return render(self)
@@ -149,6 +158,15 @@ SIGNATURES = {
     "relu": ("inplace",),
     "relu6": ("inplace",),
     "silu": ("inplace",),
+    "hardswish": ("inplace",),
+    "hardsigmoid": ("inplace",),
+    "upsample": ("scale", "size", "mode", "align_corners"),
+    "layer_norm": ("eps", "affine"),
+    "stochastic_depth": ("p", "mode"),
+    "scale": ("init",),
+    "channel_shuffle": ("groups",),
+    "channels": ("start", "stop"),
+    "permute": ("dims",),
     "leaky_relu": ("slope", "inplace"),
     "elu": ("alpha", "inplace"),
     "dropout": ("p",),
@@ -167,6 +185,10 @@ DEFAULTS = {
     "dropout": dict(p=0.5),
     "linear": dict(bias=True),
     "subsample": dict(stride=2),
+    "upsample": dict(scale=None, size=None, mode="nearest", align_corners=None),
+    "layer_norm": dict(eps=1e-5, affine=True),
+    "stochastic_depth": dict(mode="row"),
+    "scale": dict(init=1.0),
 }
 
 
@@ -190,7 +212,9 @@ def fmt(v) -> str:
         return "true" if v else "false"
     if isinstance(v, tuple):
         return "(" + ", ".join(fmt(x) for x in v) + ")"
-    if isinstance(v, str):  # symbols: same, global
+    if isinstance(v, list):
+        return "[" + ", ".join(fmt(x) for x in v) + "]"
+    if isinstance(v, str):  # symbols: same, global (strings are V('"text"', "text"))
         return v
     return repr(v)
 
@@ -207,7 +231,8 @@ def render(net: Net) -> str:
     out.append("    input " + ("x".join(map(str, shape)) if len(shape) == 3 else f"({shape[0]})"))
     _items(net.items, out, 1)
     if net.outputs:
-        out.append("    output " + ", ".join(net.outputs))
+        main = [n for n in net.outputs if n not in net.training]
+        out.append("    output " + ", ".join(main) + (", training: " + ", ".join(net.training) if net.training else ""))
     out.append("}")
     return "\n".join(out) + "\n"
 
@@ -280,6 +305,10 @@ def sliding(size, k, s, p, d=1, ceil=False):
     return out
 
 
+class CL(tuple):
+    """A channels-last shape (H, W, C), between `permute([0, 2, 3, 1])` and `permute([0, 3, 1, 2])`."""
+
+
 def layer_shape(layer: Layer, s):
     """The output shape torch gives, or None where torch raises (or linear on an image, or a
     shrinking pad_channels: the intentional differences)."""
@@ -287,6 +316,28 @@ def layer_shape(layer: Layer, s):
         return None
     a = full_args(layer)
     op, img = layer.op, len(s) == 3
+    if op == "permute":
+        if a["dims"] == [0, 2, 3, 1] and img and not isinstance(s, CL):
+            return CL((s[1], s[2], s[0]))
+        if a["dims"] == [0, 3, 1, 2] and isinstance(s, CL):
+            return (s[2], s[0], s[1])
+        return None
+    if isinstance(s, CL):  # what the channels-last groups hold
+        if op == "linear":
+            return CL((s[0], s[1], a["out"]))
+        return s if op in (*POINTWISE, "layer_norm", "dropout", "identity", "stochastic_depth", "scale") else None
+    if op == "upsample":
+        if not img:
+            return None
+        if a["size"] is not None:
+            return (s[0], *pair(a["size"]))
+        sh, sw = pair(a["scale"]) if isinstance(a["scale"], tuple) else (a["scale"], a["scale"])
+        out = (s[0], math.floor(s[1] * sh), math.floor(s[2] * sw))
+        return out if min(out) >= 1 else None
+    if op == "channel_shuffle":
+        return s if img and s[0] % a["groups"] == 0 else None
+    if op == "channels":
+        return (a["stop"] - a["start"], *s[1:]) if 0 <= a["start"] < a["stop"] <= s[0] else None
     if op == "conv":
         if not img:
             return None
@@ -382,6 +433,16 @@ def merge_shape(kind, shapes):
     first = shapes[0]
     if kind == "add":
         return first if all(x == first for x in shapes) else None
+    if kind == "mul":  # broadcasting, same rank: each size equal or 1
+        if any(len(x) != len(first) for x in shapes):
+            return None
+        out = []
+        for dims in zip(*shapes):
+            sizes = {d for d in dims if d != 1}
+            if len(sizes) > 1:
+                return None
+            out.append(sizes.pop() if sizes else 1)
+        return tuple(out)
     if any(len(x) != len(first) or x[1:] != first[1:] for x in shapes):
         return None
     return (sum(x[0] for x in shapes), *first[1:])
@@ -576,14 +637,14 @@ class Gen:
         """adaptive pooling to the input's own size: keeps H and W."""
         return Layer(self.pick(["avgpool", "maxpool"]), {"adaptive": (s[1], s[2]) if s[1] != s[2] else s[1]})
 
-    def activation(self):
-        name = self.pick(ACTIVATIONS)
+    def activation(self, names=ACTIVATIONS):
+        name = self.pick(names)
         args = {}
         if name == "leaky_relu" and self.bool():
             args["slope"] = 0.2
         if name == "elu" and self.bool():
             args["alpha"] = 0.5
-        if name in ("relu", "relu6", "leaky_relu", "elu", "silu") and self.bool(0.3):
+        if name in ("relu", "relu6", "leaky_relu", "elu", "silu", "hardswish", "hardsigmoid") and self.bool(0.3):
             args["inplace"] = True  # the IR computes out of place; the backend may only honour it when safe
         return Layer(name, args, npos=self.pick([1, 0]))
 
@@ -597,11 +658,67 @@ class Gen:
             args["momentum"] = 0.01
         return Layer("bn", args)
 
+    def layer_norm(self):
+        args = {}
+        if self.bool(0.3):
+            args["eps"] = 1e-6
+        if self.bool(0.2):
+            args["affine"] = False
+        return Layer("layer_norm", args)
+
+    def stochastic_depth(self):
+        args = {"p": self.pick([0.0, 0.1, 0.5, 1.0])}
+        if self.bool(0.3):
+            args["mode"] = V('"batch"', "batch")
+        return Layer("stochastic_depth", args, npos=self.pick([1, 0]))
+
+    def scale(self):
+        return Layer("scale", {"init": self.pick([0.5, 1e-6, 2.0])} if self.bool(0.7) else {}, npos=self.pick([1, 0]))
+
+    def channel_slice(self, s):
+        c = s[0]
+        start = self.int(0, c - 1)
+        return Layer("channels", {"start": start, "stop": self.int(start + 1, c)}, npos=self.pick([2, 2, 0]))
+
+    def upsample(self, s, keep=False, edge=False):
+        c, h, w = s
+        if keep or self.bool(0.3):
+            args = {"size": (h, w) if h != w or self.bool(0.3) else h} if keep else {
+                "size": self.int(1, 2 * h) if self.bool(0.6) else (self.int(1, 2 * h), self.int(1, 2 * w))}
+        else:
+            scales = [2, 2, 1.5, 0.5, 3] + ([0.1, 0.25, 0.3] if edge else [])
+            args = {"scale": self.pick(scales) if self.bool(0.8) else (self.pick(scales), self.pick(scales))}
+        if self.bool(0.4):
+            args["mode"] = V('"bilinear"', "bilinear")
+            if self.bool(0.5):
+                args["align_corners"] = self.bool()
+        layer = Layer("upsample", args)
+        if not edge and layer_shape(layer, s) is None:  # a scale that shrinks a side to nothing
+            layer = Layer("upsample", {"scale": 2})
+        return layer
+
+    def channel_shuffle(self, s, edge=False):
+        c = s[0]
+        groups = self.int(1, 4) if edge else self.pick([g for g in range(1, c + 1) if c % g == 0])
+        return Layer("channel_shuffle", {"groups": groups}, npos=self.pick([1, 0]))
+
     def image_layer(self, s, keep=False):
         edge = self.edge and self.bool(0.5)
         kinds = ["conv", "conv", "conv", "pool", "pool", "bn", "act", "act", "lrn", "dropout", "identity", "subsample",
-                 "pad_channels", "global"]
+                 "pad_channels", "global", "upsample", "shuffle", "layer_norm", "stochastic_depth", "scale", "slice"]
         kind = self.pick(kinds + (["conv", "pool", "pool", "flatten"] if edge else []))
+        if kind == "upsample":
+            return self.upsample(s, keep, edge)
+        if kind == "shuffle":
+            return self.channel_shuffle(s, edge)
+        if kind == "layer_norm":
+            return self.layer_norm()
+        if kind == "stochastic_depth":
+            return self.stochastic_depth()
+        if kind == "scale":
+            return self.scale()
+        if kind == "slice":
+            return self.channel_slice(s)
         if kind == "flatten":  # edge mode: what follows may be an image op on flat features
             return Layer("flatten")
         if kind == "conv":
@@ -638,7 +755,16 @@ class Gen:
                               Layer("lrn", {"size": 2}, npos=1), Layer("subsample"),
                               Layer("pad_channels", {"out": s[0] + 2}, npos=1),
                               Layer("avgpool", {"kernel": "global"}, npos=1)])
-        kind = self.pick(["linear", "linear", "bn", "act", "dropout", "identity", "flatten"])
+        kind = self.pick(["linear", "linear", "bn", "act", "dropout", "identity", "flatten", "layer_norm",
+                          "stochastic_depth", "scale", "slice"])
+        if kind == "layer_norm":
+            return self.layer_norm()
+        if kind == "stochastic_depth":
+            return self.stochastic_depth()
+        if kind == "scale":
+            return self.scale()
+        if kind == "slice":
+            return self.channel_slice(s)
         if kind == "linear":
             args = {"out": self.int(1, 16)}
             if self.bool(0.3):
@@ -688,10 +814,12 @@ class Gen:
         """One item (or a list of them to splice) and the shape after it."""
         kinds = ["layer"] * 6
         if depth < 3 and self.budget > 1:
-            kinds += ["group", "branches", "named", "residual", "call", "call", "repeat", "if"]
+            kinds += ["group", "branches", "named", "residual", "call", "call", "repeat", "if", "gate", "channels_last"]
         kind = self.pick(kinds)
-        if len(s) == 1 and kind in ("branches", "named", "residual"):
+        if len(s) == 1 and kind in ("branches", "named", "residual", "gate"):
             kind = self.pick(["layer", kind])  # flat merges: rarer
+        if len(s) == 1 and kind == "channels_last":
+            kind = "layer"
         make = getattr(self, "_" + kind)
         it = make(s, env, depth, keep)
         out = item_shape(it, s, env) if not isinstance(it, list) else walk(it, s, env)
@@ -733,9 +861,9 @@ class Gen:
         return Group(items, self.label(0.3))
 
     def _merge_plan(self, s):
-        kind = self.pick(["concat", "add"])
+        kind = self.pick(["concat", "add", "concat", "add", "mul"])
         halve = len(s) == 3 and self.bool(0.3)
-        channels = (s[0] if self.bool(0.6) else self.int(1, 12)) if kind == "add" else None
+        channels = (s[0] if self.bool(0.6) else self.int(1, 12)) if kind in ("add", "mul") else None
         return kind, halve, channels
 
     def _branches(self, s, env, depth, keep):
@@ -763,6 +891,41 @@ class Gen:
             names.insert(self.int(0, len(names)), main.label)
         items.append(Merge(kind, names, self.label(0.3)))
         return items
+
+    def _gate(self, s, env, depth, keep):
+        """Squeeze-and-excitation: `m: ...`, `g = [avgpool(global), conv(C, 1), sigmoid]`, `mul(m, g)`."""
+        body, out = self.seq(s, env, depth + 1, keep=True, lo=1, hi=2)
+        if out is None:
+            return body
+        main = Group(body, self.fresh("m"))
+        if len(out) == 3:
+            c = out[0] if not self.bool(0.2) else 1
+            if self.edge and self.bool(0.2):
+                c = self.int(1, 12)
+            squeeze = [Layer("avgpool", {"kernel": "global"}, npos=1), Layer("conv", {"out": c, "kernel": 1}, npos=2)]
+        else:
+            squeeze = [Layer("linear", {"out": out[0]}, npos=1)]
+        gate = Group(squeeze + [self.activation(("sigmoid", "hardsigmoid"))])
+        name = self.fresh("g")
+        names = [main.label, name] if self.bool() else [name, main.label]
+        return [main, Bind(name, gate), Merge("mul", names, self.label(0.3))]
+
+    def _channels_last(self, s, env, depth, keep):
+        """ConvNeXt's inverted bottleneck: to H x W x C, layer norm, linear, activation, linear, back."""
+        items = [Layer("permute", {"dims": [0, 2, 3, 1]}, npos=1)]
+        if self.bool(0.7):
+            items.append(self.layer_norm())
+        if self.bool(0.8):
+            items.append(Layer("linear", {"out": self.int(1, 2 * MAX_CHANNELS)}, npos=1))
+        if self.bool(0.7):
+            items.append(self.activation(POINTWISE))
+        for _ in range(self.int(0, 2)):
+            items.append(self.pick([self.scale(), self.stochastic_depth(), Layer("identity"), Layer("dropout")]))
+        if self.bool(0.7):
+            items.append(Layer("linear", {"out": self.int(1, MAX_CHANNELS)}, npos=1))
+        items.append(Layer("permute", {"dims": [0, 3, 1, 2]}, npos=1))
+        self.budget -= len(items) // 2
+        return Group(items, self.label(0.4))
 
     def _residual(self, s, env, depth, keep):
         body, out = self.seq(s, env, depth + 1, keep=True, lo=1, hi=3)
@@ -914,6 +1077,8 @@ def _network(draw, edge: bool) -> Net:
             side.insert(0, Layer("avgpool", {"kernel": "global"}, npos=1))
         items += [Bind(aux, Group(side)), Layer("identity", label="main")]
         net.outputs = ["main", aux]
+        if gen.bool(0.6):
+            net.training = [aux]  # an auxiliary head: returned in training mode only
     return net
 
 
@@ -940,11 +1105,22 @@ def reference_module(net: Net):
     """An nn.Module running `net` with plain torch calls; modules are made on the first forward,
     from the runtime shapes (so nothing here knows a static shape)."""
     import torch
+    import torchvision
     from torch import nn
     from torch.nn import functional as F
 
     act = {"relu": nn.ReLU, "relu6": nn.ReLU6, "gelu": nn.GELU, "silu": nn.SiLU, "sigmoid": nn.Sigmoid,
-           "tanh": nn.Tanh}
+           "tanh": nn.Tanh, "hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid}
+
+    class ScaleRef(nn.Module):
+        """A learned per-channel factor (`scale`), its parameter shaped to broadcast."""
+
+        def __init__(self, shape, init):
+            super().__init__()
+            self.weight = nn.Parameter(torch.full(shape, float(init)))
+
+        def forward(self, x):
+            return self.weight * x
 
     class Reference(nn.Module):
         def __init__(self):
@@ -964,6 +1140,7 @@ def reference_module(net: Net):
 
         def forward(self, x):
             self.cursor = 0
+            self.channels_last = False  # between permute([0, 2, 3, 1]) and permute([0, 3, 1, 2])
             env = {}
             x = self.items(net.items, x, env)
             if net.outputs:
@@ -1008,6 +1185,13 @@ def reference_module(net: Net):
         def merge(self, kind, xs):
             if kind == "concat":
                 return torch.cat(xs, 1)
+            if kind == "mul":  # torch's broadcasting, between tensors of one rank
+                if len({t.dim() for t in xs}) > 1:
+                    raise RuntimeError("mul of tensors of different ranks")
+                out = xs[0]
+                for t in xs[1:]:
+                    out = out * t
+                return out
             # elementwise sum of equal shapes: torch.stack refuses unequal ones (no broadcasting,
             # which `a + b` would do; graphdsl's add is documented as a sum of equal shapes)
             return torch.stack(xs).sum(0)
@@ -1049,6 +1233,32 @@ def reference_module(net: Net):
                 return x
             if op == "flatten":
                 return torch.flatten(x, 1)
+            if op == "permute":
+                self.channels_last = a["dims"] == [0, 2, 3, 1]
+                return x.permute(*a["dims"])
+            if op == "linear" and self.channels_last:  # on N x H x W x C: the last axis, at every position
+                return self.module(lambda: nn.Linear(x.shape[-1], a["out"], a["bias"]))(x)
+            if op == "layer_norm":
+                last = self.channels_last or x.dim() == 2
+                norm = self.module(lambda: nn.LayerNorm(x.shape[-1] if last else x.shape[1], a["eps"],
+                                                        elementwise_affine=a["affine"]))
+                return norm(x) if last else norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            if op == "scale":
+                c = x.shape[-1] if self.channels_last or x.dim() == 2 else x.shape[1]
+                shape = (c,) if self.channels_last or x.dim() == 2 else (c, 1, 1)
+                return self.module(lambda: ScaleRef(shape, a["init"]))(x)
+            if op == "stochastic_depth":
+                return torchvision.ops.stochastic_depth(x, a["p"], a["mode"], self.training)
+            if op == "upsample":
+                size = pair(a["size"]) if a["size"] is not None else None
+                scale = a["scale"] if not isinstance(a["scale"], tuple) else tuple(map(float, a["scale"]))
+                return F.interpolate(x, size=size, scale_factor=scale, mode=a["mode"], align_corners=a["align_corners"])
+            if op == "channel_shuffle":
+                n, c, h, w = x.shape
+                g = a["groups"]
+                return x.view(n, g, c // g, h, w).transpose(1, 2).reshape(n, c, h, w)
+            if op == "channels":
+                return x[:, a["start"]:a["stop"]]
             if op == "linear":
                 if x.dim() != 2:
                     raise IntentionalDifference("linear on an unflattened input: graphdsl asks for `flatten` first "

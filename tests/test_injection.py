@@ -137,7 +137,7 @@ def test_labels(label):
         h: [a: conv(4, 1), {label} = relu, add(a, {label})]
         k: blk(4)
         {label}_side = conv(2, 1)
-        output g, {label}_side
+        output g, training: {label}_side
     }}
     """
     net = graphdsl.load(spec)
@@ -209,7 +209,7 @@ def test_file_names(tmp_path, filename):
 
 
 def test_tensor_names_in_outputs():
-    net = graphdsl.load("network n { input 3x8x8  self: conv(4, 1)  class = relu  output self, class }")
+    net = graphdsl.load("network n { input 3x8x8  self: conv(4, 1)  class = relu  output self, training: class }")
     tree = check_source(net.source())
     doc = ast.get_docstring(next(c for c in tree.body if isinstance(c, ast.ClassDef)))
     assert "`self`" in doc and "`class`" in doc

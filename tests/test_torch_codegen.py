@@ -55,7 +55,7 @@ network small(num_classes = 10) {
     flatten
     dropout(0.2)
     fc: linear(num_classes)
-    output fc, head
+    output fc, training: head
 }
 '''
 

@@ -39,7 +39,7 @@ network tiny(num_classes = 10) {
     flatten
     dropout(0.5)
     fc: linear(num_classes)
-    output fc, side
+    output fc, training: side
 }
 """
 
@@ -57,8 +57,11 @@ def tiny():
 
 
 def test_module_attribute_lists_match_torch():
-    assert MODULE_ATTRS >= set(dir(torch.nn.Module()))
-    assert SEQUENTIAL_ATTRS >= set(dir(torch.nn.Sequential()))
+    def attrs(obj):  # once torch.compile has run, dynamo adds `___needs_generation_tag_patch` to nn.Module
+        return {n for n in dir(obj) if not n.startswith("___")}
+
+    assert MODULE_ATTRS >= attrs(torch.nn.Module())
+    assert SEQUENTIAL_ATTRS >= attrs(torch.nn.Sequential())
 
 
 def test_state_dict_keys_are_ir_node_ids(tiny):

@@ -79,7 +79,8 @@ def rows(g: nx.DiGraph, depth: int | None = None) -> list[Row]:
             label = _scope_label(scope, u)
         last = g.nodes[output_node(g, u.members)]
         sums = {k: sum(g.nodes[n][k] for n in u.members) for k in FIGURES}
-        out.append(Row(u.id, op, label, tuple(last["shape"]), **sums, rf=tuple(last["rf"]),
+        shape = last["shape"] if isinstance(last["shape"], tuple) else tuple(last["shape"])  # ChannelsLast stays
+        out.append(Row(u.id, op, label, shape, **sums, rf=tuple(last["rf"]),
                        jump=tuple(last["jump"]), inputs=tuple(feeds)))
     return out
 

@@ -34,10 +34,18 @@ How the IR maps to PyTorch:
   `Op.torch_module` and `Op.torch_call`.
 - `forward` has one line per IR node or submodule call, in IR order, with the static output shape
   as a comment: `x = self.conv1(x)  # N x 64 x 112 x 112`.
-- Outputs: the first network output is the main one. With several outputs, `forward` returns the
-  main one alone in eval mode (the auxiliary branches are not computed), and the tuple
-  `(main, *auxiliary)` in training mode, in the order of the spec's `output`, as torchvision's
-  GoogLeNet does.
+- Outputs: `g.graph["outputs"]` lists every output, (name, node) in spec order, and
+  `g.graph["training_outputs"]` the names of those returned in training mode only (auxiliary heads;
+  where the key is absent, every output after the first). In eval mode `forward` returns the others
+  (one tensor, or a tuple in spec order) and does not compute what only the training-only ones need;
+  in training mode it returns all of them, a tuple in spec order, when some are training-only
+  (torchvision's GoogLeNet). `returned_outputs(g, training)` names what comes back.
+- Feature extraction: `generate(net, outputs=[names])` cuts the IR down to the ancestors of the named
+  nodes or scopes (`tap_nodes`) and returns a module whose forward gives {name: tensor} in both modes.
+- Helper classes (`Op.torch_helpers`: LayerNorm2d, StochasticDepth, Permute) are written once at the
+  top of the file where the code calls them; `verify` accepts them only as their exact texts.
+- Bare parameters (`Op.bare_parameter`, `scale`): `self.name = nn.Parameter(...)` in the enclosing
+  class, the state_dict key the node id itself.
 - `inplace=true` is honoured only where the input has no other use (otherwise it would change a
   tensor that is still needed): the generated code computes what the IR says.
 - Class parameters: the `__init__` of a shared class takes the constructor numbers that differ
@@ -48,9 +56,10 @@ How the IR maps to PyTorch:
   (`symbolic_trace` -> GraphModule, `ExportedProgram.module()`) writes `self.def` and fails: a torch
   limitation. `node_shapes` does not depend on it.
 
-API: `generate(net) -> Generated` (source, class name), `source(net)`, `to_torch(net, device, dtype)`,
-`build(generated, device, dtype)`, `run(module, input_shape, device, batch, training)`,
-`node_shapes(net, module, x)`.
+API: `generate(net, outputs=None) -> Generated` (source, class name), `source(net, outputs=None)`,
+`to_torch(net, device, dtype, outputs=None)`, `build(generated, device, dtype)`,
+`run(module, input_shape, device, batch, training)`, `node_shapes(net, module, x)`,
+`training_outputs(g)`, `returned_outputs(g, training)`, `tap_nodes(g, names)`.
 
 Nothing of the spec is pasted into code: identifiers come from a `Namespace` that validates and
 de-duplicates them, module names that are not identifiers (`0`, `class`) go through
@@ -79,12 +88,12 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from ..diagnostics import Diagnostic, SpecError
+from ..diagnostics import Diagnostic, SpecError, did_you_mean
 from ..ops import REGISTRY
-from ..ops.base import py
+from ..ops.base import is_channels_last, py
 from ..passes import inputs_of
 from ..values import show
-from .scopes import Scope, scope_tree
+from .scopes import Scope, output_node, scope_tree
 
 # ---- names -----------------------------------------------------------------------------------------
 
@@ -291,7 +300,9 @@ CLASS_REF = "__graphdsl_class__"  # stands for a child class's constructor until
 ARG_NAMES = {"nn.Conv2d": ("in_channels", "out_channels"), "nn.BatchNorm2d": ("num_features",),
              "nn.BatchNorm1d": ("num_features",), "nn.Linear": ("in_features", "out_features"),
              "nn.LocalResponseNorm": ("size",), "nn.AdaptiveAvgPool2d": ("output_size",),
-             "nn.AdaptiveMaxPool2d": ("output_size",)}
+             "nn.AdaptiveMaxPool2d": ("output_size",), "nn.LayerNorm": ("normalized_shape",),
+             "LayerNorm2d": ("normalized_shape",), "StochasticDepth": ("p", "mode"), "nn.ChannelShuffle": ("groups",),
+             "Permute": ("dims",), "torch.ones": ("channels",)}
 
 
 def _merge_shapes(instances: list[tuple]) -> tuple:
@@ -304,7 +315,8 @@ def _merge_shapes(instances: list[tuple]) -> tuple:
         if any(len(inst) <= k or len(inst[k]) != len(shape) for inst in instances):
             merged.append(("?",))
             continue
-        letters = "CHW" if len(shape) == 3 else "F" if len(shape) == 1 else "D" * len(shape)
+        letters = ("HWC" if is_channels_last(shape) else "CHW") if len(shape) == 3 else "F" if len(shape) == 1 else (
+            "D" * len(shape))
         merged.append(tuple(d if all(inst[k][i] == d for inst in instances) else letters[i]
                             for i, d in enumerate(shape)))
     return tuple(merged)
@@ -330,6 +342,10 @@ def _rewrite(expr: pyast.expr, on_literal, on_class) -> pyast.expr:
     and each child-class placeholder by `on_class(instance)`, visited in source order."""
     if isinstance(expr, pyast.Call) and isinstance(expr.func, pyast.Name) and expr.func.id == CLASS_REF:
         return on_class(expr.graphdsl_instance)
+    if isinstance(expr, pyast.BinOp):  # `torch.ones(96, 1, 1) * 1e-06` (a bare parameter's initial value)
+        sides = [on_literal("arg", x) if _literal(x) else _rewrite(x, on_literal, on_class)
+                 for x in (expr.left, expr.right)]
+        return pyast.BinOp(sides[0], expr.op, sides[1])
     if not isinstance(expr, pyast.Call):
         return expr
     func = _func_name(expr.func)
@@ -351,11 +367,17 @@ def _rewrite(expr: pyast.expr, on_literal, on_class) -> pyast.expr:
 
 
 class Generator:
-    def __init__(self, net):
+    def __init__(self, net, taps: bool = False):
         self.net = net
         self.g: nx.DiGraph = net.graph
-        self.outputs = [node for _, node in self.g.graph["outputs"]]
+        self.taps = taps  # a feature extractor: forward returns {name: tensor} of every output, in both modes
+        named = list(self.g.graph["outputs"])
+        self.output_names = [name for name, _ in named]
+        self.outputs = [node for _, node in named]
         self.output_set = set(self.outputs)
+        training = training_outputs(self.g) if not taps else []
+        self.training_only = [name in training for name in self.output_names]
+        self.helpers: dict[str, str] = {}  # helper class name -> its source text
         self.globals = Namespace(sep="")
         self.groups: dict[tuple, Group] = {}
         self.group_order: list[Group] = []
@@ -449,7 +471,7 @@ class Generator:
         for child in box.children:
             if child.ins != [prev] or len(child.outs) != 1:
                 return False
-            if child.node is not None and self.module_form(child.node) is None:
+            if child.node is not None and (self.op(child.node).bare_parameter or self.module_form(child.node) is None):
                 return False
             prev = child.outs[0]
         return prev == box.outs[0]
@@ -481,7 +503,16 @@ class Generator:
 
     def generate(self) -> Generated:
         g = self.g
-        root_name = self.globals.claim(camel(g.graph["name"]) or "Network", fallback="Network")
+        for _, d in g.nodes(data=True):  # helper classes keep their names: claimed before any generated class
+            if d["op"] != "input":
+                self.use_helpers(REGISTRY[d["op"]])
+        for name in self.helpers:
+            self.globals.claim(name)
+        if self.outputs and all(self.training_only):
+            self.error("every output of the network is training-only: in eval mode `forward` would return nothing",
+                       self.outputs[0], help="leave at least one output for eval mode")
+        base = camel(g.graph["name"]) or "Network"
+        root_name = self.globals.claim(base + "Features" if self.taps else base, fallback="Network")
         root = self.tree()
         top = self.render(root)
         root_group = Group(root_name, self.root_doc(), [top])
@@ -498,7 +529,8 @@ class Generator:
     def child_lines(self, child: Box, indent: int) -> list[Line]:
         """The constructor of a child module, as lines (several for an nn.Sequential)."""
         if child.node is not None:
-            self.fx_nodes[child.node] = 1
+            self.fx_nodes[child.node] = self.op(child.node).torch_module_nodes(self.attrs(child.node),
+                                                                               self.in_shapes(child.node))
             return [Line(indent, "", self.ctor(self.module_form(child.node)), "", (self.g.nodes[child.node]["shape"],))]
         if self.sequential(child) and indent < MAX_INLINE_DEPTH:
             return self.sequential_lines(child, indent)
@@ -565,14 +597,25 @@ class Generator:
         fwd: list[Line] = [Line(1, f"def forward(self, {', '.join(params)}):")]
         training_block = False
         for i, item in enumerate(items):
-            ref = None
+            ref = param = None
             if item.node is not None:
                 node = item.node
                 op = self.op(node)
                 module = self.module_form(node)
-                call = self.call_form(node, ["x"] * len(item.ins))
+                call = self.call_form(node, ["x"] * (len(item.ins) + op.bare_parameter))
                 labelled = not item.positional and item.name not in MODULE_ATTRS
-                if self.has_state(node) or call is None or (module is not None and labelled):
+                if op.bare_parameter:  # `self.layer_scale = nn.Parameter(...)`, used as `self.layer_scale * x`
+                    form = op.torch_parameter(self.attrs(node), self.in_shapes(node))
+                    if form is None or call is None:
+                        self.error(f"operator `{op.name}` has no PyTorch lowering", node,
+                                   help="define `torch_parameter` and `torch_call` for it in the operator registry")
+                    else:
+                        self.check_module_name(item)
+                        prefix, suffix = self.assign(item.name, "parameter")
+                        init.append(Line(2, prefix, self.ctor(form), suffix))
+                    param = self.attr(item.name)
+                    self.fx_nodes[node] = op.torch_nodes(self.attrs(node), len(item.ins))
+                elif self.has_state(node) or call is None or (module is not None and labelled):
                     if module is None:
                         self.error(f"operator `{op.name}` has no PyTorch " + (
                             "module form" if self.has_state(node) else "lowering"), node,
@@ -582,10 +625,11 @@ class Generator:
                         prefix, suffix = self.assign(item.name)
                         init.append(Line(2, prefix, self.ctor(module), suffix))
                     ref = self.attr(item.name)
-                    self.fx_nodes[node] = 1
+                    self.fx_nodes[node] = op.torch_module_nodes(self.attrs(node), self.in_shapes(node))
                 else:
                     self.fx_nodes[node] = op.torch_nodes(self.attrs(node), len(item.ins))
                 self.imports.update(op.torch_imports)
+                self.use_helpers(op)
             else:
                 self.check_module_name(item)
                 sub = self.child_lines(item, 2)
@@ -628,7 +672,10 @@ class Generator:
                 var[o] = v
                 holds[v] = o
 
-            expr_text = f"{ref}({', '.join(args)})" if ref is not None else self.call_form(item.node, args)
+            if ref is not None:
+                expr_text = f"{ref}({', '.join(args)})"
+            else:
+                expr_text = self.call_form(item.node, args if param is None else [param, *args]) or "None"
             indent = 2
             if i in gated:
                 if not training_block:
@@ -646,10 +693,15 @@ class Generator:
 
         if root:
             result = [var.get(o, "x") for o in box.outs] or ["x"]
-            if len(result) > 1:
-                fwd.append(Line(2, "if self.training:"))
-                fwd.append(Line(3, f"return {', '.join(result)}"))
-            fwd.append(Line(2, f"return {result[0]}"))
+            if self.taps:
+                items_text = ", ".join(f"{name!r}: {v}" for name, v in zip(self.output_names, result))
+                fwd.append(Line(2, f"return {{{items_text}}}"))
+            else:
+                main = [v for v, only in zip(result, self.training_only) if not only] or result[:1]
+                if any(self.training_only):
+                    fwd.append(Line(2, "if self.training:"))
+                    fwd.append(Line(3, f"return {', '.join(result)}"))
+                fwd.append(Line(2, f"return {', '.join(main)}"))
         else:
             fwd.append(Line(2, f"return {', '.join(var[o] for o in box.outs)}"))
 
@@ -678,13 +730,15 @@ class Generator:
         return (line.indent, line.prefix, shape, line.suffix, line.shapes is not None)
 
     def gated_items(self, root: Box) -> set[int]:
-        """Items of the network's own forward computed only in training: the auxiliary outputs."""
-        if len(self.outputs) < 2:
+        """Items of the network's own forward computed only in training: what only the training-only
+        outputs (auxiliary heads) need."""
+        aux = [o for o, only in zip(self.outputs, self.training_only) if only]
+        if not aux:
             return set()
         g = self.g
-        main = self.outputs[0]
-        needed = nx.ancestors(g, main) | {main}
-        feeding_aux = set(self.outputs[1:]).union(*(nx.ancestors(g, o) for o in self.outputs[1:]))
+        main = [o for o, only in zip(self.outputs, self.training_only) if not only]
+        needed = set(main).union(*(nx.ancestors(g, o) for o in main))
+        feeding_aux = set(aux).union(*(nx.ancestors(g, o) for o in aux))
         gated_nodes: set[str] = set()
         for n in g:  # in topological order
             if n not in needed and (n in feeding_aux or any(p in gated_nodes for p in g.predecessors(n))):
@@ -709,16 +763,32 @@ class Generator:
         g = self.g
         outs = g.graph["outputs"]
         io = f"Input {fmt_dims(g.graph['input_shape'])}; "
-        if len(outs) <= 1:
+
+        def listed(pairs) -> str:
+            return ", ".join(f"`{n}` {fmt_dims(g.nodes[node]['shape'])}" for n, node in pairs)
+
+        main = [o for o, only in zip(outs, self.training_only) if not only]
+        aux = [o for o, only in zip(outs, self.training_only) if only]
+        everything = f"({', '.join(n for n, _ in outs)})"
+        if self.taps:
+            ours = [f"Features of the network `{g.graph['name']}` (a feature extractor). {io}features "
+                    f"{listed(outs)}.", "`forward` computes only what these need and returns the dict "
+                    "{name: tensor} of them, in eval and training mode alike."]
+        elif len(outs) <= 1:
             name, node = outs[0] if outs else ("output", "input")
             ours = [io + f"output `{name}` {fmt_dims(g.nodes[node]['shape'])}."]
-        else:
-            main, *aux = outs
-            io += f"main output `{main[0]}` {fmt_dims(g.nodes[main[1]]['shape'])}; auxiliary outputs "
-            ours = [io + ", ".join(f"`{n}` {fmt_dims(g.nodes[node]['shape'])}" for n, node in aux) + ".",
+        elif not aux:
+            ours = [io + f"outputs {listed(outs)}.", f"`forward` returns the tuple {everything}."]
+        elif len(main) == 1:
+            io += f"main output `{main[0][0]}` {fmt_dims(g.nodes[main[0][1]]['shape'])}; auxiliary outputs "
+            ours = [io + listed(aux) + ".",
                     "In eval mode `forward` computes and returns the main output alone; in training mode it also "
-                    f"computes the auxiliary ones and returns the tuple ({', '.join(n for n, _ in outs)}), as "
-                    "torchvision's GoogLeNet does."]
+                    f"computes the auxiliary ones and returns the tuple {everything}, as torchvision's GoogLeNet "
+                    "does."]
+        else:
+            ours = [io + f"outputs {listed(main)}; training-only outputs {listed(aux)}.",
+                    f"In eval mode `forward` returns the tuple ({', '.join(n for n, _ in main)}); in training mode "
+                    f"it also computes the training-only outputs and returns the tuple {everything}."]
         spec = [inspect.cleandoc(g.graph["doc"])] if g.graph.get("doc") else []
         return "\n\n".join([*spec, *(textwrap.fill(p, 100) for p in ours)])
 
@@ -730,11 +800,18 @@ class Generator:
         return f"getattr(self, {name!r})"
 
     @staticmethod
-    def assign(name: str) -> tuple[str, str]:
-        """What goes around a constructor to make it submodule `name`."""
+    def assign(name: str, kind: str = "module") -> tuple[str, str]:
+        """What goes around a constructor to make it submodule (or parameter, `kind`) `name`."""
         if Namespace(reserved=()).usable(name):
             return f"self.{name} = ", ""
-        return f"self.add_module({name!r}, ", ")"
+        return f"self.{'add_module' if kind == 'module' else 'register_parameter'}({name!r}, ", ")"
+
+    def use_helpers(self, op) -> None:
+        """Note the helper classes an op may use; `assemble` writes those the code calls."""
+        for text in op.torch_helpers:
+            name = helper_name(text)
+            if self.helpers.setdefault(name, text) != text:
+                raise AssertionError(f"two different helper classes named {name}")
 
     # ---- phase 2: parameters of each class, then the text -------------------------------------------------
 
@@ -854,10 +931,10 @@ class Generator:
         if params:
             more.append("Network parameters: " + ", ".join(f"{k}={show(v)}" for k, v in params.items()) + ".")
         out = docstring(head + "\n\n" + "\n".join(more), "")
-        body = []
-        for group in self.group_order:
-            body += ["", "", *group.lines]
-        text_body = "\n".join(body)
+        classes = "\n".join(line for group in self.group_order for line in ("", "", *group.lines))
+        helpers = [textwrap.dedent(text).strip("\n") for name, text in self.helpers.items()
+                   if re.search(rf"(?<![\w.]){re.escape(name)}\(", classes)]
+        text_body = "".join(f"\n\n{h}\n" for h in helpers) + classes
         imports = []
         if self.uses_ordered_dict:
             imports += ["from collections import OrderedDict", ""]
@@ -868,14 +945,19 @@ class Generator:
         imports.append("from torch import nn")
         imports += sorted(self.imports)
         source = "\n".join([*out, "", *imports, text_body]) + "\n"
-        self.verify(source)
+        self.verify(source, helpers)
         return source
 
     @staticmethod
-    def verify(source: str) -> None:
-        """The source parses, and holds only imports and class definitions at the top (defence in depth)."""
+    def verify(source: str, helpers=()) -> None:
+        """The source parses, and holds only imports and class definitions at the top (defence in depth);
+        the classes hold only `__init__` and `forward`, but for the operators' helper classes, which must be
+        exactly their texts."""
         tree = pyast.parse(source)
+        known = {pyast.dump(pyast.parse(textwrap.dedent(text)).body[0]) for text in helpers}
         for i, stmt in enumerate(tree.body):
+            if isinstance(stmt, pyast.ClassDef) and pyast.dump(stmt) in known:
+                continue
             ok = isinstance(stmt, (pyast.Import, pyast.ImportFrom, pyast.ClassDef)) or (
                 i == 0 and isinstance(stmt, pyast.Expr) and isinstance(stmt.value, pyast.Constant))
             if not ok:
@@ -887,14 +969,98 @@ class Generator:
                         raise AssertionError(f"generated class {stmt.name} has an unexpected member")
 
 
-def generate(net) -> Generated:
-    """The generated module for a checked Network. Raises SpecError where PyTorch cannot express it."""
-    return Generator(net).generate()
+def helper_name(text: str) -> str:
+    """The class an operator's helper text defines."""
+    tree = pyast.parse(textwrap.dedent(text))
+    if len(tree.body) != 1 or not isinstance(tree.body[0], pyast.ClassDef):
+        raise AssertionError("an operator's helper text must define exactly one class")
+    return tree.body[0].name
 
 
-def source(net) -> str:
+# ---- outputs --------------------------------------------------------------------------------------------
+
+
+def training_outputs(g: nx.DiGraph) -> list[str]:
+    """The names of the outputs returned in training mode only (auxiliary heads): the IR's
+    `g.graph["training_outputs"]`; where the IR does not record it, every output after the first."""
+    names = g.graph.get("training_outputs")
+    if names is None:
+        return [name for name, _ in g.graph["outputs"][1:]]
+    return list(names)
+
+
+def returned_outputs(g: nx.DiGraph, training: bool) -> list[str]:
+    """The output names, in order, of what the generated `forward` returns in that mode: in eval mode the
+    outputs that are not training-only; in training mode all of them."""
+    only = set(training_outputs(g))
+    return [name for name, _ in g.graph["outputs"] if training or name not in only]
+
+
+# ---- feature extraction ------------------------------------------------------------------------------------
+
+
+class TapError(KeyError):
+    """A tap names no layer or scope of the network."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def tap_nodes(g: nx.DiGraph, names) -> list[tuple[str, str]]:
+    """(name, node) for each tap: a node id (`layer2.1.conv2`), `input`, or a scope path (`layer2`), which
+    stands for its output node (the last member whose result leaves the scope). Raises TapError."""
+    if isinstance(names, str):
+        names = [names]
+    names = list(names)
+    if not names:
+        raise TapError("give at least one layer or scope to tap")
+    members: dict[str, list[str]] = {}
+    for n, d in g.nodes(data=True):
+        if d["op"] != "input":
+            for k in range(1, len(d["scope"])):
+                members.setdefault(".".join(d["scope"][:k]), []).append(n)
+    found = []
+    for name in names:
+        if not isinstance(name, str):
+            raise TapError(f"a tap is the name of a layer or scope, not {type(name).__name__} {name!r}")
+        if name in g:
+            found.append((name, name))
+        elif name in members:
+            found.append((name, output_node(g, members[name])))
+        else:
+            hint = did_you_mean(name, [n for n in g if n != "input"] + list(members), "layers and scopes")
+            where = f"network `{g.graph['name']}` has no layer or scope `{name}`"
+            raise TapError(where + (f"; {hint}" if hint else ""))
+    return list(dict.fromkeys(found))
+
+
+def tapped_graph(g: nx.DiGraph, taps: list[tuple[str, str]]) -> nx.DiGraph:
+    """The IR cut down to what the taps need (their ancestors), in IR order, with the taps as outputs."""
+    keep = {"input"}
+    for _, node in taps:
+        keep |= nx.ancestors(g, node) | {node}
+    cut = nx.DiGraph()
+    cut.graph.update(g.graph)
+    cut.add_nodes_from((n, d) for n, d in g.nodes(data=True) if n in keep)
+    cut.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in keep and v in keep)
+    cut.graph["outputs"] = list(taps)
+    cut.graph["training_outputs"] = []
+    return cut
+
+
+def generate(net, outputs=None) -> Generated:
+    """The generated module for a checked Network. Raises SpecError where PyTorch cannot express it.
+    With `outputs` (layer or scope names, see `tap_nodes`), a feature extractor: its forward returns
+    {name: tensor} and computes only what those need."""
+    if outputs is None:
+        return Generator(net).generate()
+    cut = tapped_graph(net.graph, tap_nodes(net.graph, outputs))
+    return Generator(types.SimpleNamespace(graph=cut, sources=getattr(net, "sources", {})), taps=True).generate()
+
+
+def source(net, outputs=None) -> str:
     """The Python source of the nn.Module for `net` (what `Network.source()` returns)."""
-    return generate(net).source
+    return generate(net, outputs).source
 
 
 # ---- building and running (these import torch) ------------------------------------------------------------
@@ -928,9 +1094,10 @@ def build(gen: Generated, device=None, dtype=None):
     return module
 
 
-def to_torch(net, device=None, dtype=None):
-    """An nn.Module for `net`, built from the generated source, moved to `device` and `dtype` if given."""
-    return build(generate(net), device, dtype)
+def to_torch(net, device=None, dtype=None, outputs=None):
+    """An nn.Module for `net`, built from the generated source, moved to `device` and `dtype` if given;
+    with `outputs`, the feature extractor of those layers or scopes (see `generate`)."""
+    return build(generate(net, outputs), device, dtype)
 
 
 class DeviceError(RuntimeError):
@@ -949,8 +1116,8 @@ def check_device(device: str) -> None:
 
 def run(module, input_shape, device: str = "cpu", batch: int = 1, training: bool = False):
     """One forward pass of `module` on a random batch on `device`, in training or eval mode; returns
-    the output shapes (batch included) and the seconds the pass took. In training mode every output
-    comes back; in eval mode, the main one alone."""
+    the output shapes (batch included) and the seconds the pass took: those `forward` returns in that
+    mode (`returned_outputs`), in order; a feature extractor's dict gives its values in order."""
     import torch
 
     module.train(training)
@@ -961,7 +1128,7 @@ def run(module, input_shape, device: str = "cpu", batch: int = 1, training: bool
         if str(device).startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-    outs = out if isinstance(out, tuple) else (out,)
+    outs = tuple(out.values()) if isinstance(out, dict) else out if isinstance(out, tuple) else (out,)
     return [tuple(o.shape) for o in outs], seconds
 
 
@@ -1006,6 +1173,9 @@ def node_shapes(net, module, x) -> dict[str, tuple[int, ...]]:
     shapes = {"input": tuple(x.shape[1:])}
     k = 0
     for n in order:
+        if gen.fx_nodes[n] == 0:  # traced to nothing (stochastic depth with p = 0): its input passes through
+            shapes[n] = shapes[inputs_of(net.graph, n)[0]]
+            continue
         k += gen.fx_nodes[n]
         shapes[n] = tuple(results[fx[k - 1]].shape[1:])
     return shapes

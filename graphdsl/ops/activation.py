@@ -1,4 +1,7 @@
-"""Pointwise activations and softmax."""
+"""Pointwise activations and softmax.
+
+The pointwise activations work in either layout (`channels_last`); softmax is over dim 1.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,13 @@ from .base import Arg, Op, boolean, number, numel, pycall
 # The functional form of each activation, and spec argument names that torch spells differently.
 TORCH_FUNCTIONAL = {"relu": "F.relu", "relu6": "F.relu6", "leaky_relu": "F.leaky_relu", "elu": "F.elu",
                     "gelu": "F.gelu", "silu": "F.silu", "sigmoid": "torch.sigmoid", "tanh": "torch.tanh",
-                    "softmax": "F.softmax"}
+                    "softmax": "F.softmax", "hardswish": "F.hardswish", "hardsigmoid": "F.hardsigmoid"}
 TORCH_KEYWORDS = {"slope": "negative_slope"}
 
 
 class _Activation(Op):
     family = "activation"
+    channels_last = True  # pointwise: the layout does not matter
     torch_name: str = ""
 
     def other_ops(self, a, ins, out):
@@ -32,10 +36,10 @@ class _Activation(Op):
         return None if func is None else pycall(func, args[0], **self._torch_kw(a))
 
 
-def _activation(name: str, torch_name: str, *args: Arg) -> type[Op]:
+def _activation(name: str, torch_name: str, *args: Arg, known_as: tuple[str, ...] = ()) -> type[Op]:
     doc = f"elementwise activation, as torch.nn.{torch_name}"
     return type(_Activation)(torch_name, (_Activation,), {"name": name, "torch_name": torch_name, "args": args,
-                                                           "doc": doc, "known_as": (torch_name,)})
+                                                           "doc": doc, "known_as": (torch_name, *known_as)})
 
 
 ReLU = _activation("relu", "ReLU", Arg("inplace", boolean, False))
@@ -46,10 +50,16 @@ GELU = _activation("gelu", "GELU")
 SiLU = _activation("silu", "SiLU", Arg("inplace", boolean, False))
 Sigmoid = _activation("sigmoid", "Sigmoid")
 Tanh = _activation("tanh", "Tanh")
+# MobileNetV3's: x * relu6(x + 3) / 6 and relu6(x + 3) / 6
+Hardswish = _activation("hardswish", "Hardswish", Arg("inplace", boolean, False),
+                        known_as=("hard_swish", "h_swish", "hswish", "HardSwish"))
+Hardsigmoid = _activation("hardsigmoid", "Hardsigmoid", Arg("inplace", boolean, False),
+                          known_as=("hard_sigmoid", "h_sigmoid", "hsigmoid", "HardSigmoid"))
 
 
 class Softmax(_Activation):
     name = "softmax"
+    channels_last = False  # over dim 1: on N x H x W x C that would be H
     torch_name = "Softmax"
     known_as = ("Softmax",)
     doc = "softmax over the channels (dim 1), as torch.nn.Softmax(dim=1)"

@@ -59,6 +59,12 @@ def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and v <= MAX_SIZE
 
 
+def nonneg_int(v):
+    if _is_int(v) and v >= 0:
+        return v
+    raise ArgError("a non-negative integer")
+
+
 def positive_int(v):
     if _is_int(v) and v > 0:
         return v
@@ -124,6 +130,43 @@ def window(v):
         raise ArgError("a positive integer, a pair of them, or `global`") from None
 
 
+def positive_scale(v):
+    """A positive number or a pair of them (an upsampling factor): normalised to floats."""
+    def ok(x):
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and 0 < x < MAX_SIZE
+
+    if ok(v):
+        return float(v)
+    if isinstance(v, tuple) and len(v) == 2 and all(ok(x) for x in v):
+        return tuple(float(x) for x in v)
+    raise ArgError("a positive number or a pair of them")
+
+
+def numbers(v):
+    """A non-empty list of numbers (one per channel): normalised to a tuple of floats."""
+    if isinstance(v, tuple) and v and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                          and math.isfinite(x) for x in v):
+        return tuple(float(x) for x in v)
+    raise ArgError("a list of numbers, e.g. `[0.5, 0.5, 0.5]`")
+
+
+def int_list(v):
+    if isinstance(v, tuple) and v and all(_is_int(x) for x in v):
+        return v
+    raise ArgError("a list of integers, e.g. `[0, 2, 3, 1]`")
+
+
+def choice(*options: str):
+    """One of the given strings, e.g. `mode="row"`."""
+    def check(v):
+        if isinstance(v, str) and v in options:
+            return v
+        raise ArgError("one of " + ", ".join(f'"{o}"' for o in options))
+
+    check.__name__ = "choice"
+    return check
+
+
 def optional(kind):
     def check(v):
         return None if v is None else kind(v)
@@ -153,8 +196,20 @@ def is_channels_last(shape) -> bool:
 
 
 def fmt_shape(shape: Shape, sep: str = "x") -> str:
-    """(64, 56, 56) -> 64x56x56 (diagrams and summaries use `×`)."""
-    return sep.join(str(d) for d in shape)
+    """(64, 56, 56) -> 64x56x56 (diagrams and summaries use `×`); a channels-last shape says so:
+    ChannelsLast((56, 56, 96)) -> 56x56x96 (HWC)."""
+    text = sep.join(str(d) for d in shape)
+    return f"{text} (HWC)" if is_channels_last(shape) else text
+
+
+def like(shape: Shape, dims) -> Shape:
+    """`dims` as a shape of the same layout as `shape` (ChannelsLast stays ChannelsLast)."""
+    return ChannelsLast(dims) if is_channels_last(shape) else tuple(dims)
+
+
+def channels(shape: Shape) -> int:
+    """The channels (or features) of a shape, whatever its layout."""
+    return shape[-1] if is_channels_last(shape) else shape[0]
 
 
 def numel(shape: Shape) -> int:
@@ -219,6 +274,15 @@ class Op:
     # ints, floats, bools and tuples), never from spec text.
 
     torch_imports: ClassVar[tuple[str, ...]] = ()  # extra import lines a custom op's code needs
+    # Source texts of small helper classes its forms use (`LayerNorm2d`, `StochasticDepth`): fixed texts
+    # of graphdsl's own, never spec text. The generator writes each one used once, at the top of the
+    # file, so that the generated code still depends on torch alone. A helper class holds `__init__`,
+    # `forward` and `extra_repr` only, and a doc string.
+    torch_helpers: ClassVar[tuple[str, ...]] = ()
+    # Its one parameter is the state_dict entry at the node's own path, without `.weight` (ConvNeXt's
+    # `layer_scale`): the enclosing class holds `self.<name> = <torch_parameter>` and forward computes
+    # `torch_call(a, [parameter, *args], ins)`. A scope holding one is a class, never an nn.Sequential.
+    bare_parameter: ClassVar[bool] = False
 
     def torch_module(self, a: dict, ins: list[Shape]) -> str | None:
         """The constructor of the torch.nn module computing this op, e.g.
@@ -235,6 +299,17 @@ class Op:
     def torch_nodes(self, a: dict, n_inputs: int) -> int:
         """How many torch.fx nodes `torch_call` traces to (`a + b + c` is two)."""
         return 1
+
+    def torch_module_nodes(self, a: dict, ins: list[Shape]) -> int:
+        """How many torch.fx nodes a call of the `torch_module` module traces to in training mode:
+        one for torch's own modules (fx keeps them whole), what fx records inside a helper class
+        (`LayerNorm2d` is permute, layer_norm, permute: three)."""
+        return 1
+
+    def torch_parameter(self, a: dict, ins: list[Shape]) -> str | None:
+        """For a `bare_parameter` op: the expression creating its parameter, e.g.
+        `nn.Parameter(torch.ones(96, 1, 1) * 1e-06)`."""
+        return None
 
 
 # ---- shape arithmetic shared by conv and pooling ----------------------------------------
@@ -261,6 +336,11 @@ def py(value) -> str:
     if isinstance(value, tuple):
         return "(" + ", ".join(py(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     raise TypeError(f"no Python literal for {value!r}")
+
+
+def pylist(values) -> str:
+    """A (nested) list of resolved values as a Python list literal: `[[[0.5]], [[0.25]]]`."""
+    return "[" + ", ".join(pylist(v) if isinstance(v, list) else py(v) for v in values) + "]"
 
 
 def hw(pair: tuple[int, int]) -> int | tuple[int, int]:

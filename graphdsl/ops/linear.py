@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Arg, Op, OpError, boolean, fmt_shape, positive_int, pycall
+from .base import Arg, ChannelsLast, Op, OpError, boolean, fmt_shape, is_channels_last, numel, positive_int, pycall
 
 
 class Linear(Op):
@@ -10,24 +10,33 @@ class Linear(Op):
     known_as = ("Linear", "fc", "dense", "Dense", "InnerProduct", "fully_connected")
     overwritable = True
     family = "linear"
-    ranks = (1,)
-    doc = "fully connected layer, as torch.nn.Linear: `linear(out, bias=true)`; needs a flat input"
+    ranks = (1, 3)  # flat, or channels-last H x W x C (per position, on the last axis); not C x H x W
+    channels_last = True
+    doc = ("fully connected layer, as torch.nn.Linear: `linear(out, bias=true)`; needs a flat input, or a "
+           "channels-last one (H x W x C, after `permute([0, 2, 3, 1])`), which it maps at every position")
     args = (Arg("out", positive_int, doc="output features"), Arg("bias", boolean, True))
 
     def output_shape(self, a, ins):
+        s = ins[0]
+        if is_channels_last(s):
+            return ChannelsLast((*s[:-1], a["out"]))
+        if len(s) != 1:  # C x H x W: PyTorch would map the last axis, W; graphdsl asks what is meant
+            raise OpError(f"`linear` needs a flat input, got {fmt_shape(s)}",
+                          help="add `flatten` before `linear` (or pool first: `avgpool(global) flatten`); for a "
+                               "linear map at every position, `permute([0, 2, 3, 1])` first")
         return (a["out"],)
 
     def param_count(self, a, ins, out):
-        return ins[0][0] * a["out"] + (a["out"] if a["bias"] else 0)
+        return ins[0][-1] * a["out"] + (a["out"] if a["bias"] else 0)
 
     def macs(self, a, ins, out):
-        return ins[0][0] * a["out"]
+        return numel(ins[0]) * a["out"]
 
     def other_ops(self, a, ins, out):
-        return a["out"] if a["bias"] else 0
+        return numel(out) if a["bias"] else 0
 
     def torch_module(self, a, ins):
-        return pycall("nn.Linear", ins[0][0], a["out"], **({} if a["bias"] else {"bias": False}))
+        return pycall("nn.Linear", ins[0][-1], a["out"], **({} if a["bias"] else {"bias": False}))
 
     def label(self, a):
         return f"linear {a['out']}"

@@ -1,8 +1,8 @@
-"""Merging several tensors: channel concatenation and elementwise addition."""
+"""Merging several tensors: channel concatenation, elementwise addition and multiplication."""
 
 from __future__ import annotations
 
-from .base import Op, OpError, fmt_shape, numel, pycall
+from .base import Op, OpError, fmt_shape, like, numel, pycall
 
 
 class Concat(Op):
@@ -31,6 +31,7 @@ class Add(Op):
     known_as = ("Add", "Eltwise", "sum")
     overwritable = True
     accumulates = True
+    channels_last = True
     family = "merge"
     merges = True
     doc = "elementwise sum of equal shapes: `add(a, b)`, `add { branch ... }` or the `residual` form"
@@ -50,6 +51,44 @@ class Add(Op):
         if a.get("inplace"):  # `out += identity`, as torchvision writes it: no new tensor
             return args[0] + "".join(f".add_({arg})" for arg in args[1:])
         return " + ".join(args)
+
+    def torch_nodes(self, a, n_inputs):
+        return max(1, n_inputs - 1)
+
+
+class Mul(Op):
+    name = "mul"
+    known_as = ("Mul", "multiply", "Multiply", "prod", "product", "gate")
+    overwritable = True
+    channels_last = True
+    family = "merge"
+    merges = True
+    doc = ("elementwise product, broadcasting sizes of 1 (the squeeze-and-excitation gate: C x H x W times "
+           "C x 1 x 1): `mul(a, b)` or `mul { branch ... }`")
+
+    def output_shape(self, a, ins):
+        rank = len(ins[0])
+        out = []
+        if all(len(s) == rank for s in ins):
+            for dims in zip(*ins):
+                sizes = {d for d in dims if d != 1}
+                if len(sizes) > 1:
+                    break
+                out.append(sizes.pop() if sizes else 1)
+        if len(out) != rank:
+            raise OpError("`mul` needs shapes that broadcast (each size equal, or 1 in all but one), got "
+                          + ", ".join(fmt_shape(s) for s in ins),
+                          help="a gate is C x 1 x 1 against C x H x W: pool it with `avgpool(global)`; a flat gate "
+                               "of C features needs the image flattened too, or compute the gate without `flatten`")
+        return like(ins[0], out)
+
+    def other_ops(self, a, ins, out):
+        return numel(out) * (len(ins) - 1)
+
+    def torch_call(self, a, args, ins):
+        if len(args) == 1:
+            return pycall("torch.clone", args[0])
+        return " * ".join(args)
 
     def torch_nodes(self, a, n_inputs):
         return max(1, n_inputs - 1)

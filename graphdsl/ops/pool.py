@@ -1,6 +1,8 @@
-"""Max and average pooling: windowed, global and adaptive."""
+"""Max and average pooling: windowed, global and adaptive; upsampling."""
 
 from __future__ import annotations
+
+import math
 
 from ..values import Symbol
 from .base import (
@@ -9,12 +11,14 @@ from .base import (
     OpError,
     Window,
     boolean,
+    choice,
     fmt_shape,
     hw,
     nonneg_pair,
     numel,
     optional,
     pair,
+    positive_scale,
     pycall,
     sliding_out,
     window,
@@ -148,4 +152,56 @@ class AvgPool(_Pool):
     mode = "avg"
 
 
+class Upsample(Op):
+    name = "upsample"
+    known_as = ("Upsample", "interpolate", "UpSampling2D", "Resize", "resize", "UpsamplingNearest2d",
+                "UpsamplingBilinear2d")
+    overwritable = True
+    family = "pool"
+    ranks = (3,)
+    doc = ("resizes H and W, as torch.nn.Upsample / F.interpolate: `upsample(scale=2)` (the size is "
+           "floor(H * scale)) or `upsample(size=(h, w))`; `mode=\"nearest\"` or `\"bilinear\"`")
+    args = (
+        Arg("scale", optional(positive_scale), None, doc="factor, or a pair (h, w); the output is floor(H * scale)"),
+        Arg("size", optional(pair), None, doc="output size, or a pair (h, w)"),
+        Arg("mode", choice("nearest", "bilinear"), "nearest"),
+        Arg("align_corners", optional(boolean), None, doc="bilinear only, as in PyTorch"),
+    )
 
+    def output_shape(self, a, ins):
+        c, h, w = ins[0]
+        if (a["scale"] is None) == (a["size"] is None):
+            raise OpError("`upsample` needs either `scale` or `size`" if a["scale"] is None else
+                          "`upsample` takes `scale` or `size`, not both", arg=None if a["scale"] is None else "size",
+                          help="e.g. `upsample(scale=2)` or `upsample(size=(28, 28))`")
+        if a["align_corners"] is not None and a["mode"] != "bilinear":
+            raise OpError(f"`align_corners` has no meaning for `mode=\"{a['mode']}\"`", arg="align_corners",
+                          help="leave it out, or use `mode=\"bilinear\"`")
+        if a["size"] is not None:
+            return (c, *a["size"])
+        sh, sw = a["scale"] if isinstance(a["scale"], tuple) else (a["scale"], a["scale"])
+        return (c, math.floor(h * sh), math.floor(w * sw))  # as F.interpolate (and ATen) compute it
+
+    def other_ops(self, a, ins, out):
+        return numel(out) * (4 if a["mode"] == "bilinear" else 1)  # bilinear: four taps per output
+
+    def label(self, a):
+        mode = "" if a["mode"] == "nearest" else f", {a['mode']}"
+        if a["size"] is not None:
+            return f"upsample to {a['size'][0]}×{a['size'][1]}{mode}"
+        scale = a["scale"] if isinstance(a["scale"], tuple) else (a["scale"],)
+        return f"upsample ×{'×'.join(f'{s:g}' for s in scale)}{mode}"
+
+    def _kw(self, a) -> dict:
+        kw = {"size": hw(a["size"])} if a["size"] is not None else {"scale_factor": a["scale"]}
+        if a["mode"] != "nearest":
+            kw["mode"] = a["mode"]
+        if a["align_corners"] is not None:
+            kw["align_corners"] = a["align_corners"]
+        return kw
+
+    def torch_module(self, a, ins):
+        return pycall("nn.Upsample", **self._kw(a))
+
+    def torch_call(self, a, args, ins):
+        return pycall("F.interpolate", args[0], **self._kw(a))

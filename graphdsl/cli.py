@@ -249,7 +249,7 @@ def compile_(file, out, network, defines, device, run_it):
         try:
             module = backend.build(gen, device)
             runs.append(("eval", 1, *backend.run(module, net.input_shape, device, batch=1, training=False)))
-            if len(net.outputs) > 1:  # the auxiliary outputs exist in training mode only
+            if net.graph.graph.get("training_outputs"):  # the auxiliary outputs exist in training mode only
                 runs.append(("training", 2, *backend.run(module, net.input_shape, device, batch=2, training=True)))
         except Exception as e:  # noqa: BLE001 - a failed run of generated code: report it, write nothing
             click.echo(f"error: the generated module failed to run on {device}: {type(e).__name__}: {e}", err=True)
@@ -273,7 +273,7 @@ def compile_(file, out, network, defines, device, run_it):
             where = "" if str(path.parent) == "." else f" (with {path.parent} on sys.path)"
             click.echo(f"  use         from {path.stem} import {gen.class_name}{where}")
     for mode, batch, shapes, seconds in runs:
-        names = list(net.outputs) if mode == "training" else list(net.outputs)[:1]
+        names = backend.returned_outputs(net.graph, training=mode == "training")
         shown = ", ".join(f"{n} {fmt_shape(s)}" for n, s in zip(names, shapes))
         click.echo(f"ran on {device}, {mode} mode, batch {batch}: {shown} ({seconds:.2f} s)",
                    err=out == "-")

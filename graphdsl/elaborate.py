@@ -17,7 +17,7 @@ from . import ast
 from .diagnostics import Diagnostic, Failure, Span, did_you_mean, error
 from .evaluate import NO_INPUT, POISON, Poisoned, bind, evaluate
 from .ops import REGISTRY, ArgError, Op, OpError, fmt_shape
-from .ops.base import MAX_SIZE, is_channels_last
+from .ops.base import MAX_SIZE, divisors, is_channels_last
 from .ops.linear import rank_error
 from .program import Program
 from .values import show, type_name
@@ -663,7 +663,7 @@ class Elaborator:
                 raise error("`chunk` takes one count: `chunk(2)`", call.span)
             (n,) = values
             if channels % n:
-                even = [d for d in range(2, min(channels, 64) + 1) if channels % d == 0][:4]
+                even = divisors(channels, 4)
                 raise error(f"`chunk({n})` cannot split {channels} channels into equal parts", call.args[0].span,
                             help=(f"{channels} divides by {', '.join(map(str, even))}; " if even else "")
                             + f"or give the sizes: `split(...)` adding up to {channels}")

@@ -62,6 +62,21 @@ def inputs_of(g: nx.DiGraph, node: str) -> list[str]:
     return [u for u, _, _ in sorted(g.in_edges(node, data="index"), key=lambda e: e[2])]
 
 
+def state_dict(g: nx.DiGraph) -> dict[str, tuple[int, ...]]:
+    """The state_dict keys and tensor shapes of the module tree a backend builds from the IR (each
+    op's `parameters` and `buffers` under its node id), with no torch: what `load_state_dict(...,
+    strict=True)` will ask of a checkpoint."""
+    sd: dict[str, tuple[int, ...]] = {}
+    for n, d in g.nodes(data=True):
+        if d["op"] == "input":
+            continue
+        op = REGISTRY[d["op"]]
+        ins = [g.nodes[i]["shape"] for i in inputs_of(g, n)]
+        tensors = {**op.parameters(d["attrs"], ins, d["shape"]), **op.buffers(d["attrs"], ins, d["shape"])}
+        sd.update((f"{n}.{suffix}" if suffix else n, tuple(shape)) for suffix, shape in tensors.items())
+    return sd
+
+
 FIGURES = ("params", "buffers", "macs", "other_ops", "activations")  # what `costs` writes into each node
 
 

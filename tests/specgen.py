@@ -500,6 +500,9 @@ LABELABLE = (Layer, Group, Branches, Call, Repeat, Merge)
 # ---- drawing -------------------------------------------------------------------------------------
 
 
+ANY_RANK = ("layer_norm", "stochastic_depth", "scale", "slice")  # new ops drawn for images and flat features
+
+
 class Gen:
     """Draws a network item by item against the shape flowing in."""
 
@@ -702,6 +705,12 @@ class Gen:
         groups = self.int(1, 4) if edge else self.pick([g for g in range(1, c + 1) if c % g == 0])
         return Layer("channel_shuffle", {"groups": groups}, npos=self.pick([1, 0]))
 
+    def any_rank_layer(self, kind, s):
+        """A layer of the kinds that take images and flat features alike (ANY_RANK)."""
+        if kind == "slice":
+            return self.channel_slice(s)
+        return {"layer_norm": self.layer_norm, "stochastic_depth": self.stochastic_depth, "scale": self.scale}[kind]()
+
     def image_layer(self, s, keep=False):
         edge = self.edge and self.bool(0.5)
         kinds = ["conv", "conv", "conv", "pool", "pool", "bn", "act", "act", "lrn", "dropout", "identity", "subsample",
@@ -711,14 +720,8 @@ class Gen:
             return self.upsample(s, keep, edge)
         if kind == "shuffle":
             return self.channel_shuffle(s, edge)
-        if kind == "layer_norm":
-            return self.layer_norm()
-        if kind == "stochastic_depth":
-            return self.stochastic_depth()
-        if kind == "scale":
-            return self.scale()
-        if kind == "slice":
-            return self.channel_slice(s)
+        if kind in ANY_RANK:
+            return self.any_rank_layer(kind, s)
         if kind == "flatten":  # edge mode: what follows may be an image op on flat features
             return Layer("flatten")
         if kind == "conv":
@@ -757,14 +760,8 @@ class Gen:
                               Layer("avgpool", {"kernel": "global"}, npos=1)])
         kind = self.pick(["linear", "linear", "bn", "act", "dropout", "identity", "flatten", "layer_norm",
                           "stochastic_depth", "scale", "slice"])
-        if kind == "layer_norm":
-            return self.layer_norm()
-        if kind == "stochastic_depth":
-            return self.stochastic_depth()
-        if kind == "scale":
-            return self.scale()
-        if kind == "slice":
-            return self.channel_slice(s)
+        if kind in ANY_RANK:
+            return self.any_rank_layer(kind, s)
         if kind == "linear":
             args = {"out": self.int(1, 16)}
             if self.bool(0.3):

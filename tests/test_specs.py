@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 import graphdsl
 from graphdsl.cli import main as cli
-from graphdsl.passes import inputs_of
+from graphdsl.passes import inputs_of, state_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -214,30 +214,8 @@ def test_seed_stacked3x3():
 
 
 def expected_state_dict(net: graphdsl.Network) -> dict[str, tuple[int, ...]]:
-    """The state_dict keys and shapes a PyTorch module tree built from the IR holds."""
-    g = net.graph
-    sd: dict[str, tuple[int, ...]] = {}
-    for node, d in g.nodes(data=True):
-        op, a = d["op"], d["attrs"]
-        if op == "input":
-            continue
-        ins = [g.nodes[i]["shape"] for i in inputs_of(g, node)]
-        if op == "conv":
-            sd[f"{node}.weight"] = (a["out"], ins[0][0] // a["groups"], *a["kernel"])
-            if a["bias"]:
-                sd[f"{node}.bias"] = (a["out"],)
-        elif op == "bn":
-            c = d["shape"][0]
-            if a["affine"]:
-                sd[f"{node}.weight"] = sd[f"{node}.bias"] = (c,)
-            sd[f"{node}.running_mean"] = sd[f"{node}.running_var"] = (c,)
-            sd[f"{node}.num_batches_tracked"] = ()
-        elif op == "linear":
-            sd[f"{node}.weight"] = (a["out"], ins[0][0])
-            if a["bias"]:
-                sd[f"{node}.bias"] = (a["out"],)
-        else:
-            assert d["params"] == d["buffers"] == 0, f"{node}: op `{op}` has state this test does not know"
+    """The state_dict keys and shapes a PyTorch module tree built from the IR holds (passes.state_dict)."""
+    sd = state_dict(net.graph)
     # the derivation agrees with the IR's own counts
     params = sum(math.prod(s) for k, s in sd.items() if k.rsplit(".", 1)[1] in ("weight", "bias"))
     assert params == net.params

@@ -4,7 +4,7 @@ meta device, FlopCounterMode MACs).
 
 For every model: parameters, buffers, conv + linear MACs and the output shape equal the reference,
 at the reference's input size; and the state_dict that a module built from the IR holds (keys and
-tensor shapes, derived from the IR without torch) equals torchvision's, so `load_state_dict(...,
+tensor shapes, `graphdsl.passes.state_dict`, without torch) equals torchvision's, so `load_state_dict(...,
 strict=True)` accepts it. The spec of model `m` is `specs/m.cnn`, whose default network is `m` with
 torchvision's default arguments. Runtime parity is tests/test_zoo_parity.py.
 """
@@ -12,7 +12,6 @@ torchvision's default arguments. Runtime parity is tests/test_zoo_parity.py.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import networkx as nx
@@ -21,7 +20,7 @@ from click.testing import CliRunner
 
 import graphdsl
 from graphdsl.cli import main as cli
-from graphdsl.passes import inputs_of
+from graphdsl.passes import state_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -40,46 +39,6 @@ def spec_path(model: str) -> Path:
 
 def load(model: str) -> graphdsl.Network:
     return graphdsl.load(spec_path(model))
-
-
-def state_dict(net: graphdsl.Network) -> dict[str, tuple[int, ...]]:
-    """The state_dict keys and shapes of a PyTorch module tree built from the IR, from the op
-    arguments and static shapes alone."""
-    g = net.graph
-    sd: dict[str, tuple[int, ...]] = {}
-    for node, d in g.nodes(data=True):
-        op, a = d["op"], d["attrs"]
-        if op == "input":
-            continue
-        ins = [g.nodes[i]["shape"] for i in inputs_of(g, node)]
-        out = d["shape"]
-        if op == "conv":
-            sd[f"{node}.weight"] = (a["out"], ins[0][0] // a["groups"], *a["kernel"])
-            if a["bias"]:
-                sd[f"{node}.bias"] = (a["out"],)
-        elif op == "bn":
-            c = out[0]
-            if a["affine"]:
-                sd[f"{node}.weight"] = sd[f"{node}.bias"] = (c,)
-            sd[f"{node}.running_mean"] = sd[f"{node}.running_var"] = (c,)
-            sd[f"{node}.num_batches_tracked"] = ()
-        elif op == "linear":
-            sd[f"{node}.weight"] = (a["out"], ins[0][-1])
-            if a["bias"]:
-                sd[f"{node}.bias"] = (a["out"],)
-        elif op == "layer_norm":
-            c = ins[0][-1] if graphdsl.ops.base.is_channels_last(ins[0]) or len(ins[0]) == 1 else ins[0][0]
-            if a.get("affine", True):
-                sd[f"{node}.weight"] = sd[f"{node}.bias"] = (c,)
-        elif op == "scale":  # a bare parameter: the key is the layer's own path
-            shape = ins[0]
-            sd[node] = (shape[0], 1, 1) if len(shape) == 3 and not graphdsl.ops.base.is_channels_last(shape) else (
-                shape[-1],)
-        else:
-            assert d["params"] == d["buffers"] == 0, f"{node}: op `{op}` has state this test does not know"
-    params = sum(math.prod(s) for k, s in sd.items() if not k.rsplit(".", 1)[-1].startswith(("running", "num")))
-    assert params == net.params, "the derivation disagrees with the IR's parameter count"
-    return sd
 
 
 def test_every_model_has_a_spec():
@@ -119,7 +78,8 @@ def test_static_figures(model):
 def test_state_dict(model):
     _require(model)
     theirs = {k: tuple(v) for k, v in ZOO[model]["state_dict"].items()}
-    ours = state_dict(load(model))
+    net = load(model)
+    ours = state_dict(net.graph)
     assert sorted(set(ours) - set(theirs)) == [], "keys the spec has and torchvision does not"
     assert sorted(set(theirs) - set(ours)) == [], "keys torchvision has and the spec does not"
     assert {k: s for k, s in ours.items() if theirs[k] != s} == {}, "shapes differ"
@@ -143,3 +103,13 @@ def test_cli(command, model, tmp_path):
         args += ["-o", str(tmp_path / f"{model}.dot")]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("model", ["convnext_tiny", "mobilenet_v3_small", "inception_v3"])
+def test_state_dict_is_the_built_modules(model):
+    """passes.state_dict is what the generated module really holds (bare parameters, buffers, aux heads)."""
+    torch = pytest.importorskip("torch")
+    net = load(model)
+    with torch.device("meta"):
+        module = net.to_torch()
+    assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == state_dict(net.graph)

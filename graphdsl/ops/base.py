@@ -212,6 +212,12 @@ def channels(shape: Shape) -> int:
     return shape[-1] if is_channels_last(shape) else shape[0]
 
 
+def divisors(n: int, count: int) -> list[int]:
+    """The first `count` divisors of `n` from 2 on (up to 64): what a help line offers instead of a
+    group or split count that does not divide."""
+    return [d for d in range(2, min(n, 64) + 1) if n % d == 0][:count]
+
+
 def numel(shape: Shape) -> int:
     return math.prod(shape)
 
@@ -239,11 +245,20 @@ class Op:
     def output_shape(self, a: dict, ins: list[Shape]) -> Shape:
         return ins[0]
 
+    def parameters(self, a: dict, ins: list[Shape], out: Shape) -> dict[str, Shape]:
+        """The learned tensors of its PyTorch module, by state_dict key suffix: `{"weight": (64, 3, 7, 7)}`.
+        A `bare_parameter` op's one tensor has the suffix "": its key is the layer's own path."""
+        return {}
+
+    def buffers(self, a: dict, ins: list[Shape], out: Shape) -> dict[str, Shape]:
+        """The state its module keeps besides parameters (batch norm's running statistics), likewise."""
+        return {}
+
     def param_count(self, a: dict, ins: list[Shape], out: Shape) -> int:
-        return 0
+        return sum(numel(s) for s in self.parameters(a, ins, out).values())
 
     def buffer_count(self, a: dict, ins: list[Shape], out: Shape) -> int:
-        return 0
+        return sum(numel(s) for s in self.buffers(a, ins, out).values())
 
     def macs(self, a: dict, ins: list[Shape], out: Shape) -> int:
         """Multiply-accumulates of convolutions and linear layers (the reference convention)."""

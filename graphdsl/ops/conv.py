@@ -61,9 +61,9 @@ class Conv(Op):
             dims.append(sliding_out(size, k, s, p, d))
         return (a["out"], *dims)
 
-    def param_count(self, a, ins, out):
-        kh, kw = a["kernel"]
-        return a["out"] * (ins[0][0] // a["groups"]) * kh * kw + (a["out"] if a["bias"] else 0)
+    def parameters(self, a, ins, out):
+        weight = {"weight": (a["out"], ins[0][0] // a["groups"], *a["kernel"])}
+        return {**weight, "bias": (a["out"],)} if a["bias"] else weight
 
     def macs(self, a, ins, out):
         kh, kw = a["kernel"]

@@ -26,8 +26,9 @@ class Linear(Op):
                                "linear map at every position, `permute([0, 2, 3, 1])` first")
         return (a["out"],)
 
-    def param_count(self, a, ins, out):
-        return ins[0][-1] * a["out"] + (a["out"] if a["bias"] else 0)
+    def parameters(self, a, ins, out):
+        weight = {"weight": (a["out"], ins[0][-1])}
+        return {**weight, "bias": (a["out"],)} if a["bias"] else weight
 
     def macs(self, a, ins, out):
         return numel(ins[0]) * a["out"]

@@ -33,11 +33,11 @@ class BatchNorm(Op):
         Arg("affine", boolean, True),
     )
 
-    def param_count(self, a, ins, out):
-        return 2 * out[0] if a["affine"] else 0
+    def parameters(self, a, ins, out):
+        return {"weight": (out[0],), "bias": (out[0],)} if a["affine"] else {}
 
-    def buffer_count(self, a, ins, out):
-        return 2 * out[0] + 1  # running mean, running var, num_batches_tracked
+    def buffers(self, a, ins, out):
+        return {"running_mean": (out[0],), "running_var": (out[0],), "num_batches_tracked": ()}
 
     def torch_module(self, a, ins):
         kw = {k: a[k] for k in ("eps", "momentum", "affine") if a[k] != self.default(k)}
@@ -104,8 +104,9 @@ class LayerNorm(Op):
     args = (Arg("eps", positive_number, 1e-5), Arg("affine", boolean, True, doc="learned weight and bias per channel"))
     torch_helpers = (LAYER_NORM_2D,)
 
-    def param_count(self, a, ins, out):
-        return 2 * channels(out) if a["affine"] else 0
+    def parameters(self, a, ins, out):
+        c = channels(out)
+        return {"weight": (c,), "bias": (c,)} if a["affine"] else {}
 
     def other_ops(self, a, ins, out):
         return 2 * numel(out)  # subtract the mean, divide by the deviation (the statistics are cheaper)
@@ -149,8 +150,8 @@ class Scale(Op):
         s = ins[0]
         return (s[0], 1, 1) if len(s) == 3 and not is_channels_last(s) else (channels(s),)
 
-    def param_count(self, a, ins, out):
-        return channels(out)
+    def parameters(self, a, ins, out):
+        return {"": self.param_shape(ins)}
 
     def other_ops(self, a, ins, out):
         return numel(out)

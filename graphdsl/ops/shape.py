@@ -9,6 +9,7 @@ from .base import (
     OpError,
     Window,
     choice,
+    divisors,
     fmt_shape,
     int_list,
     is_channels_last,
@@ -247,10 +248,10 @@ class ChannelShuffle(Op):
     def output_shape(self, a, ins):
         c = ins[0][0]
         if c % a["groups"]:
-            divisors = [d for d in range(2, min(c, 64) + 1) if c % d == 0][:6]
+            offer = divisors(c, 6)
             raise OpError(f"`channel_shuffle({a['groups']})` needs channels that divide into {a['groups']} groups, "
                           f"got {c}", arg="groups",
-                          help=f"{c} channels divide into {', '.join(map(str, divisors))} groups" if divisors
+                          help=f"{c} channels divide into {', '.join(map(str, offer))} groups" if offer
                           else f"{c} channels cannot be shuffled: make them divisible first")
         return ins[0]
 

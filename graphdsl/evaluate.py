@@ -206,7 +206,8 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
             seq = evaluate(target, values, in_shape)
             bounds = [None if b is None else evaluate(b, values, in_shape) for b in (start, stop)]
             if not isinstance(seq, (tuple, str)):
-                raise error(f"only lists can be sliced, not the {type_name(seq)} {show(seq)}", target.span)
+                raise error(f"only lists can be sliced, not the {type_name(seq)} {show(seq)}", target.span,
+                            help="slice a list, e.g. `depths[:i]`")
             for b, e in zip(bounds, (start, stop)):
                 if b is not None and not _is_int(b):
                     raise error(f"a slice bound must be an integer, got the {type_name(b)} {show(b)}", e.span)
@@ -251,7 +252,8 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
 
 def _index(seq, i, span, target_span):
     if not isinstance(seq, (tuple, str)):
-        raise error(f"only lists can be indexed, not the {type_name(seq)} {show(seq)}", target_span)
+        raise error(f"only lists can be indexed, not the {type_name(seq)} {show(seq)}", target_span,
+                    help="index a list such as a settings table, `cfg[0]`; a number stands as it is")
     if not _is_int(i):
         raise error(f"a list index must be an integer, got the {type_name(i)} {show(i)}", span)
     if not -len(seq) <= i < len(seq):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Op, OpError, fmt_shape, like, numel, pycall
+from .base import Op, OpError, channels, fmt_shape, like, numel, pycall
 
 
 class Concat(Op):
@@ -76,10 +76,15 @@ class Mul(Op):
                     break
                 out.append(sizes.pop() if sizes else 1)
         if len(out) != rank:
+            counts = sorted({channels(s) for s in ins})
+            if len(counts) > 1:  # the usual slip: the gate's last conv has the squeeze width, not C
+                fix = (f"the channels differ ({', '.join(map(str, counts))}): end the gate with as many channels as "
+                       "the tensor it scales, e.g. `let c = in.channels` at the top of the block and `conv(c, 1)`")
+            else:
+                fix = ("a gate is C x 1 x 1 against C x H x W: pool it with `avgpool(global)`; a flat gate of C "
+                       "features needs the image flattened too, or compute the gate without `flatten`")
             raise OpError("`mul` needs shapes that broadcast (each size equal, or 1 in all but one), got "
-                          + ", ".join(fmt_shape(s) for s in ins),
-                          help="a gate is C x 1 x 1 against C x H x W: pool it with `avgpool(global)`; a flat gate "
-                               "of C features needs the image flattened too, or compute the gate without `flatten`")
+                          + ", ".join(fmt_shape(s) for s in ins), help=fix)
         return like(ins[0], out)
 
     def other_ops(self, a, ins, out):

@@ -113,3 +113,15 @@ def test_state_dict_is_the_built_modules(model):
     with torch.device("meta"):
         module = net.to_torch()
     assert {k: tuple(v.shape) for k, v in module.state_dict().items()} == state_dict(net.graph)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_command_on_every_model(model, tmp_path):
+    """check, summary, render (DOT) and compile (source) through the real CLI, for every zoo spec."""
+    _require(model)
+    path = str(spec_path(model))
+    for args in (["check", path], ["summary", path, "--format", "csv"], ["render", path, "-o", str(tmp_path / "n.dot")],
+                 ["compile", path, "-o", str(tmp_path / "n.py")]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, (args[0], result.output)
+    compile((tmp_path / "n.py").read_text(), "n.py", "exec")

@@ -20,6 +20,8 @@ from .ops import REGISTRY, ArgError, Op, OpError, fmt_shape
 from .ops.base import MAX_SIZE, divisors, is_channels_last
 from .ops.linear import rank_error
 from .program import Program
+from .syntax import NAME_RESERVED
+from .syntax import reserved as _reserved
 from .values import show, type_name
 
 MAX_NODES = 1_000_000
@@ -28,7 +30,7 @@ INPUT = "input"
 IN = "in"  # the tensor name of a block's input (`from in`, `concat(in, x)`)
 MAX_LABEL = 200
 LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*\Z")  # what a computed label may be: a module name without dots
-SPLITTERS = {"chunk": "equal parts", "split": "parts of the given sizes"}  # `(a, b) = chunk(2)`
+SPLITTERS = ("chunk", "split")  # `(a, b) = chunk(2)`, `(a, b) = split(16, 48)`
 
 
 @dataclass
@@ -52,9 +54,9 @@ class Scope:
                                          notes=(f"it gives `{label}`, first used at {first}",),
                                          help="number the layers so that each label of a scope comes up once"))
             if first == span:  # the same statement again: a loop, or an inline block used twice
-                raise error(f"`{label}` is already used in {where}: this label is given each time the statement "
-                            "runs", span, help=f'compute it from the loop variable, e.g. `"{label}{{i}}": ...`, '
-                            "or leave the layer unlabelled (it takes its position)")
+                raise error(f"`{label}` is already used in {where}: this name is given each time the statement "
+                            "runs", span, help="make it differ from one pass to the next, with a computed label "
+                            'such as `"layer{i}": ...`, or leave the layer unlabelled (it takes its position)')
             raise Failure(Diagnostic(f"`{label}` is already used in {where}", span,
                                      notes=(f"first used at {first}",),
                                      help="give each layer of a scope its own name"))
@@ -267,7 +269,11 @@ class Elaborator:
                 ctx.scope.claim(label, lspan, computed)
                 ctx.current = self.named_item(label, item, ctx)
             case ast.Bind(name=name, item=item, name_span=nspan):
-                ctx.scope.claim(name, nspan)
+                try:
+                    ctx.scope.claim(name, nspan)
+                except Failure:
+                    ctx.tensors.setdefault(name, None)  # its uses stay silent: the error is reported once
+                    raise
                 self.named_item(name, item, ctx.fork(ctx.current))
             case ast.Split():
                 self.split(stmt, ctx)
@@ -314,23 +320,25 @@ class Elaborator:
 
     # ---- items: each returns the node id of its output tensor ------------------------------------
 
+    def require_input(self, span: Span) -> None:
+        """A layer (or a split) needs the network's `input` before it; reported once."""
+        if self.input_seen:
+            return
+        if self.before_input_reported:
+            raise Poisoned()
+        self.before_input_reported = True
+        raise error("a layer before `input`", span,
+                    help="start the network with its input shape, e.g. `input 3x224x224`")
+
     def item(self, item, ctx: Ctx, label: str | None) -> str | None:
-        if not self.input_seen:
-            if self.before_input_reported:
-                raise Poisoned()
-            self.before_input_reported = True
-            raise error("a layer before `input`", item.span,
-                        help="start the network with its input shape, e.g. `input 3x224x224`")
+        self.require_input(item.span)
         match item:
-            case ast.Call(inline=True):
+            case ast.Call(inline=True):  # the grammar gives an `inline` call no label
                 if item.name not in self.program.blocks:
                     what = "an operator" if item.name in REGISTRY else "unknown"
                     raise error(f"`inline` takes a block call, and `{item.name}` is {what}", item.name_span,
                                 help=did_you_mean(item.name, self.program.blocks, "blocks")
                                 or "`inline stage(...)` names the block's layers in the caller's scope")
-                if label is not None:
-                    raise error("an `inline` block call cannot be labelled: its layers are named in this scope",
-                                item.span, help="drop the label, or drop `inline` to nest the layers under it")
                 return self.block(self.program.blocks[item.name], item, ctx, None)
             case ast.Call():
                 path = (*ctx.scope.path, label or ctx.scope.next_position())
@@ -410,6 +418,9 @@ class Elaborator:
 
     def op(self, call: ast.Call, ctx: Ctx, path: tuple[str, ...]) -> str | None:
         op = REGISTRY.get(call.name)
+        if op is None and call.name == "inline":  # `a: inline stage(...)`: after a label `inline` is a name
+            raise error("an `inline` block call cannot be labelled: its layers are named in this scope", call.span,
+                        help="drop the label, or drop `inline` to nest the block's layers under the label")
         if op is None and call.name in SPLITTERS:
             raise error(f"`{call.name}` gives several tensors: name them", call.span,
                         help=f"e.g. `(a, b) = {call.name}(...)`, then `from a` or `concat(a, b)`")
@@ -620,6 +631,13 @@ class Elaborator:
             if sum(map(len, text)) > MAX_LABEL:
                 raise error(f"the computed label is longer than {MAX_LABEL} characters", span)
         name = "".join(text)
+        if name in NAME_RESERVED:
+            raise Failure(_reserved(name, span))
+        if name.isdigit():
+            raise Failure(Diagnostic("a computed label cannot be a number: unlabelled layers are numbered", span,
+                                     notes=(f"it gives `{name}`",),
+                                     help="leave the layer unlabelled to take its position, or add letters: "
+                                          '`"layer{i}"`'))
         if not LABEL.match(name):
             raise Failure(Diagnostic("this computed label is not a module name", span,
                                      notes=(f"it gives {show(name)}",),
@@ -638,6 +656,7 @@ class Elaborator:
 
     def _split(self, stmt: ast.Split, ctx: Ctx) -> None:
         call = stmt.call
+        self.require_input(stmt.span)
         if call.name not in SPLITTERS:
             raise error(f"`({', '.join(n for n, _ in stmt.names)}) = ...` takes `chunk` or `split`, not `{call.name}`",
                         call.name_span, help="`(a, b) = chunk(2)` splits the channels in two; name one tensor with "

@@ -53,12 +53,6 @@ def _len(span, *args):
     return len(args[0])
 
 
-def _lists(name: str, span, args, count: str) -> None:
-    if not args or not all(isinstance(a, tuple) for a in args):
-        raise error(f"`{name}` takes {count}", span, help=f"e.g. `{name}([16, 24, 40])`" if count == "one list"
-                    else f"e.g. `{name}([1, 2], [3, 4])`")
-
-
 def _enumerate(span, *args):
     if len(args) not in (1, 2) or not isinstance(args[0], tuple) or (len(args) == 2 and not _is_int(args[1])):
         raise error("`enumerate` takes a list (and a first index)", span, help="e.g. `for i, c in enumerate(widths)`")
@@ -67,7 +61,8 @@ def _enumerate(span, *args):
 
 
 def _zip(span, *args):
-    _lists("zip", span, args, "lists")
+    if not args or not all(isinstance(a, tuple) for a in args):
+        raise error("`zip` takes lists", span, help="e.g. `zip([1, 2], [3, 4])`")
     return tuple(zip(*args))
 
 
@@ -91,8 +86,9 @@ def _number_fn(name: str, fn, count: int = 1):
 
 
 def _round(span, *args):
-    if not 1 <= len(args) <= 2 or not all(_is_num(a) for a in args[:1]) or (len(args) == 2 and not _is_int(args[1])):
-        raise error("`round` takes a number (and a count of decimals)", span)
+    if not 1 <= len(args) <= 2 or not all(_is_num(a) for a in args[:1]) or (
+            len(args) == 2 and not (_is_int(args[1]) and -30 <= args[1] <= 30)):
+        raise error("`round` takes a number (and a count of decimals from -30 to 30)", span)
     try:
         return round(*args)
     except (OverflowError, ValueError):
@@ -108,6 +104,8 @@ def _make_divisible(span, *args):
                     help="e.g. `make_divisible(32 * width, 8)`")
     v, divisor = args[0], args[1]
     low = args[2] if len(args) == 3 else divisor
+    if not _is_int(low):
+        raise error(f"`make_divisible`'s minimum must be an integer, got {show(low)}", span)
     try:
         new = max(low, int(v + divisor / 2) // divisor * divisor)
     except (OverflowError, ValueError):
@@ -130,13 +128,16 @@ BUILTINS: dict[str, Callable] = {
 
 
 # The parameters of builtins that take keywords, in order (`enumerate(xs, start=1)`).
-KEYWORDS = {"enumerate": ("list", "start"), "make_divisible": ("value", "divisor", "min_value"),
+KEYWORD_PARAMS = {"enumerate": ("list", "start"), "make_divisible": ("value", "divisor", "min_value"),
             "round": ("number", "ndigits")}
+
+
+_MISSING = object()  # a parameter that no argument gives
 
 
 def _keywords(name: str, given: list, kwargs, values: dict, in_shape) -> list:
     """Positional arguments with the keyword ones put in their places."""
-    params = KEYWORDS.get(name)
+    params = KEYWORD_PARAMS.get(name)
     if params is None:
         raise error(f"`{name}` takes no keyword arguments", kwargs[0][2])
     slots: list = list(given) + [_MISSING] * (len(params) - len(given))
@@ -155,9 +156,6 @@ def _keywords(name: str, given: list, kwargs, values: dict, in_shape) -> list:
     return slots
 
 
-_MISSING = object()
-
-
 def bind(target, value, values: dict, span) -> None:
     """Bind a `for`/`let` target (a name, or a tuple of targets) to `value` in `values`."""
     if isinstance(target, str):
@@ -171,15 +169,10 @@ def bind(target, value, values: dict, span) -> None:
         raise error(f"cannot unpack the {type_name(value)} {show(value)} into {len(target)} names", span,
                     help=f"unpack a list of {len(target)} values, e.g. `for t, c in [(1, 16), (6, 24)]`")
     if len(value) != len(target):
-        raise error(f"cannot unpack {_elide(value)} ({len(value)} values) into {len(target)} names", span,
+        raise error(f"cannot unpack {show(value)} ({len(value)} values) into {len(target)} names", span,
                     help=f"give {len(value)} names, or index the list: `row[0]`")
     for t, v in zip(target, value):
         bind(t, v, values, span)
-
-
-def _elide(value) -> str:
-    text = show(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None]):
@@ -239,7 +232,7 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
             given = [evaluate(a, values, in_shape) for a in args]
             if kwargs:
                 given = _keywords(name, given, kwargs, values, in_shape)
-            return BUILTINS[name](span, *given)
+            return _bounded(f"`{name}`", BUILTINS[name](span, *given), span)
         case ast.BinOp(op="and" | "or" as op, left=left, right=right):
             lv = _bool(evaluate(left, values, in_shape), left.span, f"`{op}`")
             if lv == (op == "or"):
@@ -301,10 +294,16 @@ def _binary(op: str, a, b, span):
         result = _operate(op, a, b, span)
     except OverflowError:
         raise error(f"`{op}` overflows: its operands are too large", span) from None
+    return _bounded(f"`{op}`", result, span)
+
+
+def _bounded(what: str, result, span):
+    """`result` of an operator or a function, if it is a value a network can use: numbers below 2^63,
+    finite, lists of at most MAX_SEQUENCE values."""
     if (_is_int(result) and abs(result) >= MAX_INT) or (isinstance(result, float) and not math.isfinite(result)):
-        raise error(f"`{op}` gives a number too large for a network (at least 2^63)", span)
+        raise error(f"{what} gives a number too large for a network (at least 2^63)", span)
     if isinstance(result, (tuple, str)) and len(result) > MAX_SEQUENCE:
-        raise error(f"`{op}` gives a list of {len(result):,} values (at most {MAX_SEQUENCE:,})", span)
+        raise error(f"{what} gives a list of {len(result):,} values (at most {MAX_SEQUENCE:,})", span)
     return result
 
 

@@ -409,16 +409,11 @@ def _is_builtin(op) -> bool:
     return module == "graphdsl.ops" or module.startswith("graphdsl.ops.")
 
 
-_KEYWORDS: frozenset[str] | None = None
-
-
 def _keywords() -> frozenset[str]:
-    """The words of the grammar (`input`, `residual`, `for`...): no operator can be called so."""
-    global _KEYWORDS
-    if _KEYWORDS is None:
-        grammar = (Path(__file__).parent / "grammar.lark").read_text(encoding="utf-8")
-        _KEYWORDS = frozenset(re.findall(r'"([A-Za-z_]\w*)"', grammar))
-    return _KEYWORDS
+    """The words of the language (`input`, `residual`, `for`...): no operator can be called so."""
+    from .syntax import KEYWORDS
+
+    return frozenset(KEYWORDS)
 
 
 # ---- what `graphdsl ops` lists ------------------------------------------------------------------------

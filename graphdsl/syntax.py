@@ -25,7 +25,7 @@ TOKEN_NAMES = {
     "MUL_OP": "`*`, `/`, `//` or `%`", "LPAR": "`(`", "RPAR": "`)`", "LBRACE": "`{`",
     "RBRACE": "`}`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`",
     "EQUAL": "`=`", "DOT": "`.`", "STAR": "`*`", "MINUS": "`-`", "_SEP": "`,`", "$END": "end of file",
-    "INDEX": "`[`", "CALL": "`(`", "IN": "`in`",
+    "INDEX": "`[`", "CALL": "`(` right after a name", "IN": "`in`",
 }
 # Words of the language: they cannot name a layer, a tensor or a value.
 KEYWORDS = ("network", "block", "import", "let", "if", "else", "for", "in", "input", "output", "from", "assert",
@@ -45,18 +45,18 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
     """Parse one .cnn source. Returns the module, or None and the syntax errors."""
     errors: list[Diagnostic] = []
 
-    def record(e: UnexpectedInput) -> None:
-        diag = _syntax_error(e, text, file)
+    def record(e: UnexpectedInput) -> str:
+        diag, kind = _syntax_error(e, text, file)
         at_end = isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END")
         # one per line skips the cascade; the end of the file may point back at an unclosed bracket
-        if at_end and errors and not diag.message.endswith("is never closed"):
-            return  # the end of the file after an error elsewhere: a follow-on of that error
+        if at_end and errors and kind != "unclosed":
+            return kind  # the end of the file after an error elsewhere: a follow-on of that error
         if not errors or diag.span.line > errors[-1].span.line or (at_end and diag not in errors):
             errors.append(diag)
+        return kind
 
     def on_error(e: UnexpectedInput) -> bool:
-        record(e)
-        if errors and (errors[-1].message.endswith(RESERVED) or (errors[-1].help or "").startswith(CALL_HELP)):
+        if record(e) == "final":
             return False  # recovery after a keyword used as a name, or a call split from its `(`, only cascades
         if isinstance(e, UnexpectedToken):
             _insert_closer(e)
@@ -128,7 +128,17 @@ def _token_span(file: str, line: int, col: int, length: int = 1) -> Span:
     return Span(file, line, col, line, col + max(1, length))
 
 
-def _syntax_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
+def _syntax_error(e: UnexpectedInput, text: str, file: str) -> tuple[Diagnostic, str]:
+    """The diagnostic, and its kind: "unclosed" (a bracket open at the end), "final" (recovering from it
+    would only cascade: a keyword used as a name, a call split from its `(`) or "token"."""
+    diag = _describe_error(e, text, file)
+    if diag.message.endswith("is never closed"):
+        return diag, "unclosed"
+    final = diag.message.endswith(RESERVED) or (diag.help or "").startswith(CALL_HELP)
+    return diag, "final" if final else "token"
+
+
+def _describe_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else ""
         span = _token_span(file, e.line, e.column)
@@ -153,11 +163,13 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         x_col = re.search(r"\bx\s*$", before).start() + 1
         return Diagnostic(f"`x {tok}` is not a repeat", Span(file, tok.line, x_col, tok.line, tok.end_column),
                           help=f"repeat an item with `*`: write `* {tok}`")
-    reserved = _reserved_label(tok, text, before)
-    if reserved is not None:
-        word, col = reserved
-        return _reserved(word, Span(file, tok.line, col, tok.line, col + len(word)))
+    keyword_label = _reserved_label(tok, text, before)
+    if keyword_label is not None:
+        word, col = keyword_label
+        return reserved(word, Span(file, tok.line, col, tok.line, col + len(word)))
     spaced = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s+\(\s*$", before)
+    if tok.type == "LPAR" and "CALL" in expected_set:  # `max (8, 3)`: the `(` itself is the surprise
+        spaced = re.search(r"([A-Za-z_][A-Za-z0-9_]*)\s+$", before)
     if spaced and spaced.group(1) not in KEYWORDS:
         return Diagnostic(f"unexpected {_describe(tok)}, expected {_expected(expected_set)}", span,
                           help=f"{CALL_HELP}: write `{spaced.group(1)}(...)`")
@@ -168,8 +180,20 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
     return Diagnostic(msg, span, help=_syntax_help(tok, expected_set, text))
 
 
-def _reserved(word: str, span: Span) -> Diagnostic:
+def reserved(word: str, span: Span) -> Diagnostic:
     return Diagnostic(f"`{word}` {RESERVED}", span, help=f"choose another name, e.g. `{word}_` or `{word}1`")
+
+
+def _leaves(children) -> list[Token]:
+    """The name tokens of a `for`/`let` target, nested tuples flattened."""
+    out: list[Token] = []
+    for c in children:
+        out += _leaves(c) if isinstance(c, tuple) else [c] if isinstance(c, Token) else []
+    return out
+
+
+def _as_names(target: tuple) -> tuple:
+    return tuple(_as_names(t) if isinstance(t, tuple) else str(t) for t in target)
 
 
 def _reserved_label(tok: Token, text: str, before: str) -> tuple[str, int] | None:
@@ -331,7 +355,7 @@ class _ToAst(Transformer):
         """A name the spec defines (label, tensor, value): keywords that the lexer let through as names
         (`in` where no keyword fits) are refused here."""
         if str(tok) in NAME_RESERVED:
-            raise Failure(_reserved(str(tok), self._t(tok)))
+            raise Failure(reserved(str(tok), self._t(tok)))
         return str(tok)
 
     def labeled(self, meta, children):
@@ -383,11 +407,18 @@ class _ToAst(Transformer):
         return ast.Call(call.name, call.args, call.span, call.name_span, inline=True)
 
     def target(self, meta, children):
-        return self._name(children[0]) if len(children) == 1 and isinstance(children[0], Token) else tuple(
-            c if isinstance(c, tuple) else self._name(c) for c in children)
+        tokens = _leaves(children)
+        for i, tok in enumerate(tokens):
+            self._name(tok)
+            if str(tok) in map(str, tokens[:i]):
+                raise Failure(Diagnostic(f"`{tok}` is bound twice in one unpacking", self._t(tok),
+                                         help="give each unpacked value its own name"))
+        if len(children) == 1 and isinstance(children[0], Token):
+            return str(children[0])
+        return _as_names(tuple(children))
 
     def target_tuple(self, meta, children):
-        return tuple(c if isinstance(c, tuple) else self._name(c) for c in children if c is not None)
+        return tuple(c for c in children if c is not None)  # tokens and tuples: `target` names them
 
     def bind(self, meta, children):
         name, item = children
@@ -557,6 +588,10 @@ class _ToAst(Transformer):
         args = [c for c in children[2:] if c is not None]
         kwargs = tuple(a for a in args if isinstance(a, tuple))
         positional = tuple(a for a in args if not isinstance(a, tuple))
+        late = [a for a in args[len(positional):] if not isinstance(a, tuple)]
+        if late:
+            raise Failure(Diagnostic("a positional argument after a keyword argument", late[0].span,
+                                     help="give the positional arguments first: `enumerate(xs, start=1)`"))
         return ast.Func(str(children[0]), positional, self._s(meta), kwargs)
 
     def func_kwarg(self, meta, children):

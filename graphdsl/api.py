@@ -113,6 +113,7 @@ class Network:
             "network": self.name,
             "input": list(self.input_shape),
             "outputs": {name: list(shape) for name, shape in self.output_shapes.items()},
+            "training_outputs": list(self.graph.graph["training_outputs"]),
             "params": self.params,
             "buffers": self.buffers,
             "macs": self.macs,
@@ -215,6 +216,21 @@ def _gc_paused():
     finally:
         if was_enabled:
             gc.enable()
+
+
+def literal(text: str):
+    """The value of a literal written as in a spec (`[3, 3, 9, 3]`, `(1, 16)`): what `-D` takes for list
+    parameters. Raises ValueError with the reason."""
+    from .diagnostics import Failure
+    from .evaluate import NO_INPUT, Poisoned, evaluate
+    from .syntax import parse_expression
+
+    try:
+        return evaluate(parse_expression(text), {}, lambda: NO_INPUT)
+    except Failure as f:
+        raise ValueError(f.diagnostic.message) from None
+    except Poisoned:
+        raise ValueError("not a value") from None
 
 
 def load(spec: str | os.PathLike, network: str | None = None, **overrides) -> Network:

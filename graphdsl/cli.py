@@ -16,12 +16,19 @@ from .units import figure
 
 
 def parse_define(text: str):
-    """`-D name=value`: the value as the language reads a literal (int, float, bool, string)."""
+    """`-D name=value`: the value as the language reads a literal (int, float, bool, list; else a string)."""
     name, sep, raw = text.partition("=")
     if not sep or not name.strip().isidentifier():
         raise click.BadParameter(f"expected name=value, got {text!r}")
     raw = raw.strip()
     value: object
+    if raw[:1] in ("[", "("):  # a list, as the spec writes one: `-D depths=[3, 3, 9, 3]`
+        from .api import literal
+
+        try:
+            return name.strip(), literal(raw)
+        except ValueError as e:
+            raise click.BadParameter(f"{text!r}: {e}") from None
     if raw in ("true", "false"):
         value = raw == "true"
     else:
@@ -102,7 +109,9 @@ def check(file, network, defines, fmt):
     if fmt == "json":
         click.echo(json.dumps({"ok": True, **figures}, indent=2))
         return
-    outs = ", ".join(f"{name} {fmt_shape(s)}" for name, s in net.output_shapes.items())
+    training = set(net.graph.graph["training_outputs"])
+    outs = ", ".join(f"{name} {fmt_shape(s)}" + (" (training only)" if name in training else "")
+                     for name, s in net.output_shapes.items())
     click.echo(f"{file}: ok: network `{net.name}`")
     click.echo(f"  input       {fmt_shape(net.input_shape)}")
     click.echo(f"  outputs     {outs}")

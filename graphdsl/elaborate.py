@@ -49,14 +49,17 @@ class Scope:
         first = self.labels.get(label)
         if first is not None:
             where = ".".join(self.path) or "the network"
-            if computed and first != span:  # one message for every value of the template
-                raise Failure(Diagnostic(f"this computed label is already used in {where}", span,
-                                         notes=(f"it gives `{label}`, first used at {first}",),
-                                         help="number the layers so that each label of a scope comes up once"))
+            if computed:  # one message for every value of the template
+                again = "by this label before" if first == span else f"first at {first}"
+                fix = ('make it differ on each pass, e.g. with the loop variable: `"layer{i + 1}"`' if first == span
+                       else "number the layers so that each label of a scope comes up once")
+                raise Failure(Diagnostic(f"this computed label gives a name already used in {where}", span,
+                                         notes=(f"it gives `{label}`, given {again}",), help=fix))
             if first == span:  # the same statement again: a loop, or an inline block used twice
                 raise error(f"`{label}` is already used in {where}: this name is given each time the statement "
-                            "runs", span, help="make it differ from one pass to the next, with a computed label "
-                            'such as `"layer{i}": ...`, or leave the layer unlabelled (it takes its position)')
+                            "runs (in a loop, or an `inline` block used twice)", span,
+                            help="make it differ from one pass to the next, with a computed label such as "
+                                 '`"layer{i}": ...`, or leave the layer unlabelled (it takes its position)')
             raise Failure(Diagnostic(f"`{label}` is already used in {where}", span,
                                      notes=(f"first used at {first}",),
                                      help="give each layer of a scope its own name"))
@@ -430,9 +433,10 @@ class Elaborator:
                                                                   "operators"))
         if op.merges:
             tensor_args = [a for a in call.args if a.name is None]
-            if not tensor_args:
-                raise error(f"`{op.name}` needs the tensors to merge", call.span,
-                            help=f"name them, `{op.name}(a, b)`, or give branches: `{op.name} {{ ... }}`")
+            if len(tensor_args) < 2:  # `mul(gate)` forgot the tensor it scales
+                raise error(f"`{op.name}` needs the tensors to merge" + (", and one is given" if tensor_args else ""),
+                            call.span, help=f"name them all, `{op.name}(a, b)` (`in` is the block's input), or give "
+                            f"branches: `{op.name} {{ ... }}`")
             inputs = []
             for a in tensor_args:
                 if not isinstance(a.value, (ast.Var, ast.InTensor)):
@@ -591,8 +595,13 @@ class Elaborator:
         a, b = (self.graph.nodes[n]["shape"] for n in (main.current, shortcut))
         if a != b:
             span = _keyword_span(item.shortcut_span or item.span, "shortcut" if item.shortcut_span else "residual")
-            fix = ("add a projection: `shortcut if stride != 1 or in.channels != C { conv(C, 1, stride=stride) bn }`"
-                   if item.shortcut is None or main.current != start else "make both paths end in the same shape")
+            if item.when is not None and item.shortcut is None:
+                fix = "keep the skip only where the shape stays: add `and in.channels == C` (and `stride == 1`) " \
+                      "to the `residual if` condition"
+            elif item.shortcut is None or main.current != start:
+                fix = "add a projection: `shortcut if stride != 1 or in.channels != C { conv(C, 1, stride=stride) bn }`"
+            else:
+                fix = "make both paths end in the same shape"
             raise error(f"layer `{'.'.join(path)}`: `residual` adds equal shapes only: the body gives {fmt_shape(a)}, "
                         f"the shortcut {fmt_shape(b)}", span, help=fix)
         return self.add_node(REGISTRY["add"], {}, [main.current, shortcut], path, item)

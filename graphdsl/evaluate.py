@@ -128,7 +128,7 @@ BUILTINS: dict[str, Callable] = {
 
 
 # The parameters of builtins that take keywords, in order (`enumerate(xs, start=1)`).
-KEYWORD_PARAMS = {"enumerate": ("list", "start"), "make_divisible": ("value", "divisor", "min_value"),
+KEYWORD_PARAMS = {"enumerate": ("list", "start"), "make_divisible": ("v", "divisor", "min_value"),
             "round": ("number", "ndigits")}
 
 

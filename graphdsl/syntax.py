@@ -84,6 +84,18 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
         raise
 
 
+def parse_expression(text: str, file: str = "<value>"):
+    """One expression (`[3, 3, 9, 3]`, `(1, 16)`) as an AST, or raises Failure with the syntax error."""
+    try:
+        return _ToAst(file).transform(_parser().parse(text, start="expr"))
+    except UnexpectedInput as e:
+        raise Failure(_syntax_error(e, text, file)[0]) from None
+    except VisitError as e:
+        if isinstance(e.orig_exc, Failure):
+            raise e.orig_exc from None
+        raise
+
+
 CLOSERS = {"RPAR": ")", "RSQB": "]", "RBRACE": "}"}
 PAIRS = {"(": ")", "[": "]", "{": "}"}
 _BRACKET_OR_SKIP = re.compile(r'"""[\s\S]*?(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[()\[\]{}]')
@@ -410,11 +422,11 @@ class _ToAst(Transformer):
         tokens = _leaves(children)
         for i, tok in enumerate(tokens):
             self._name(tok)
-            if str(tok) in map(str, tokens[:i]):
+            if str(tok) != "_" and str(tok) in map(str, tokens[:i]):  # `_` discards, any number of times
                 raise Failure(Diagnostic(f"`{tok}` is bound twice in one unpacking", self._t(tok),
                                          help="give each unpacked value its own name"))
-        if len(children) == 1 and isinstance(children[0], Token):
-            return str(children[0])
+        if len(children) == 1:  # `x`, or `(a, b)` in parentheses: the same as `a, b`
+            return str(children[0]) if isinstance(children[0], Token) else _as_names(children[0])
         return _as_names(tuple(children))
 
     def target_tuple(self, meta, children):

@@ -31,7 +31,7 @@ def show(value) -> str:
     if isinstance(value, tuple):
         if len(value) > SHOW_ITEMS:
             return "(" + ", ".join(show(v) for v in value[:8]) + f", … {len(value) - 8:,} more)"
-        return "(" + ", ".join(show(v) for v in value) + ")"
+        return "(" + ", ".join(show(v) for v in value) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, float):
         return repr(value)
     return str(value)

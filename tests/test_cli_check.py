@@ -135,3 +135,26 @@ def test_errors_in_json_go_to_stdout(tiny, tmp_path):
     assert diag["message"] == "`linear` has no argument `bais`"
     assert diag["location"] == {"file": "bad.cnn", "line": 8, "col": 29, "end_line": 8, "end_col": 33}
     assert diag["help"] == "did you mean `bias`?"
+
+
+def test_define_takes_a_list(tmp_path):
+    """`-D` writes a list as the spec does, and the spec's check of its kind still applies."""
+    from graphdsl.cli import main
+
+    spec = tmp_path / "n.cnn"
+    spec.write_text("network n(widths = [8, 16]) { input 3x8x8  for w in widths { conv(w, 1) } }")
+    ok = CliRunner().invoke(main, ["check", str(spec), "-D", "widths=[4, 4, 4]", "--format", "json"])
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["outputs"] == {"output": [4, 8, 8]}
+    bad = CliRunner().invoke(main, ["check", str(spec), "-D", "widths=[4, 4"])
+    assert bad.exit_code == 2 and "is never closed" in bad.output
+
+
+def test_check_marks_training_only_outputs():
+    from graphdsl.cli import main
+
+    spec = str(Path(__file__).resolve().parent.parent / "specs" / "googlenet.cnn")
+    text = CliRunner().invoke(main, ["check", spec])
+    assert "outputs     fc 1000, aux2 1000 (training only), aux1 1000 (training only)" in text.output
+    data = json.loads(CliRunner().invoke(main, ["check", spec, "--format", "json"]).output)
+    assert data["training_outputs"] == ["aux2", "aux1"]

@@ -125,3 +125,9 @@ def test_every_command_on_every_model(model, tmp_path):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 0, (args[0], result.output)
     compile((tmp_path / "n.py").read_text(), "n.py", "exec")
+
+
+def test_convnext_layer_scale_reaches_every_block():
+    """`-D layer_scale=0.5` initialises every block's layer scale, as torchvision's `layer_scale=0.5`."""
+    source = graphdsl.load(spec_path("convnext_tiny"), layer_scale=0.5).source()
+    assert source.count("nn.Parameter(") == source.count("* 0.5)") >= 1

@@ -258,7 +258,7 @@ def compile_(file, out, network, defines, device, run_it):
         try:
             module = backend.build(gen, device)
             runs.append(("eval", 1, *backend.run(module, net.input_shape, device, batch=1, training=False)))
-            if net.graph.graph.get("training_outputs"):  # the auxiliary outputs exist in training mode only
+            if net.graph.graph["training_outputs"]:  # the auxiliary outputs exist in training mode only
                 runs.append(("training", 2, *backend.run(module, net.input_shape, device, batch=2, training=True)))
         except Exception as e:  # noqa: BLE001 - a failed run of generated code: report it, write nothing
             click.echo(f"error: the generated module failed to run on {device}: {type(e).__name__}: {e}", err=True)

@@ -11,6 +11,7 @@ torchvision's default arguments. Runtime parity is tests/test_zoo_parity.py.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def spec_path(model: str) -> Path:
     return SPECS / f"{model}.cnn"
 
 
+@functools.cache
 def load(model: str) -> graphdsl.Network:
+    """The model's network, elaborated once for all the tests that read it (none changes it)."""
     return graphdsl.load(spec_path(model))
 
 
@@ -91,18 +94,6 @@ def test_block_docs(model):
     for scope, info in load(model).graph.graph["scopes"].items():
         if info["kind"] == "block":
             assert info["doc"], f"block `{info['block']}` (used at {'.'.join(scope)}) has no doc string"
-
-
-@pytest.mark.parametrize("command", ["check", "summary", "render"])
-@pytest.mark.parametrize("model", ["densenet121", "efficientnet_b0", "convnext_tiny", "inception_v3",
-                                   "shufflenet_v2_x1_0", "mobilenet_v3_small", "regnet_y_400mf"])
-def test_cli(command, model, tmp_path):
-    _require(model)
-    args = [command, str(spec_path(model))]
-    if command == "render":
-        args += ["-o", str(tmp_path / f"{model}.dot")]
-    result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.parametrize("model", ["convnext_tiny", "mobilenet_v3_small", "inception_v3"])

@@ -25,6 +25,7 @@ if any model fails. `check_model(name, size=None, ...)` is the importable core (
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib.util
 import json
 import sys
@@ -54,6 +55,7 @@ def _tool(name: str):
 zoo_reference = _tool("zoo_reference")
 
 
+@functools.cache
 def zoo() -> dict:
     """The reference figures (tests/reference/torchvision_zoo.json), without `_source`."""
     data = json.loads(ZOO_FILE.read_text())

@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import ast as pyast
 import builtins
+import functools
 import hashlib
 import inspect
 import keyword
@@ -629,7 +630,6 @@ class Generator:
                 else:
                     self.fx_nodes[node] = op.torch_nodes(self.attrs(node), len(item.ins))
                 self.imports.update(op.torch_imports)
-                self.use_helpers(op)
             else:
                 self.check_module_name(item)
                 sub = self.child_lines(item, 2)
@@ -969,6 +969,7 @@ class Generator:
                         raise AssertionError(f"generated class {stmt.name} has an unexpected member")
 
 
+@functools.cache
 def helper_name(text: str) -> str:
     """The class an operator's helper text defines."""
     tree = pyast.parse(textwrap.dedent(text))

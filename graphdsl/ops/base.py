@@ -195,6 +195,11 @@ def is_channels_last(shape) -> bool:
     return isinstance(shape, ChannelsLast)
 
 
+def is_image(shape) -> bool:
+    """A channels-first image shape `(C, H, W)`."""
+    return len(shape) == 3 and not is_channels_last(shape)
+
+
 def fmt_shape(shape: Shape, sep: str = "x") -> str:
     """(64, 56, 56) -> 64x56x56 (diagrams and summaries use `×`); a channels-last shape says so:
     ChannelsLast((56, 56, 96)) -> 56x56x96 (HWC)."""

@@ -8,7 +8,7 @@ from .base import (
     OpError,
     boolean,
     channels,
-    is_channels_last,
+    is_image,
     number,
     numbers,
     numel,
@@ -113,7 +113,7 @@ class LayerNorm(Op):
 
     @staticmethod
     def _chw(ins) -> bool:
-        return len(ins[0]) == 3 and not is_channels_last(ins[0])
+        return is_image(ins[0])
 
     def _kw(self, a) -> dict:
         kw = {"eps": a["eps"]} if a["eps"] != self.default("eps") else {}
@@ -148,7 +148,7 @@ class Scale(Op):
     @staticmethod
     def param_shape(ins) -> tuple[int, ...]:
         s = ins[0]
-        return (s[0], 1, 1) if len(s) == 3 and not is_channels_last(s) else (channels(s),)
+        return (s[0], 1, 1) if is_image(s) else (channels(s),)
 
     def parameters(self, a, ins, out):
         return {"": self.param_shape(ins)}
@@ -190,7 +190,7 @@ class ChannelAffine(Op):
 
     def torch_call(self, a, args, ins):
         def constant(values):
-            if len(ins[0]) == 3 and not is_channels_last(ins[0]):  # C x 1 x 1: broadcast over H and W
+            if is_image(ins[0]):  # C x 1 x 1: broadcast over H and W
                 values = [[[v]] for v in values]
             return f"{args[0]}.new_tensor({pylist(values)})"  # x's dtype and device
 

@@ -271,6 +271,10 @@ class Elaborator:
                 label = self.label(label, lspan, ctx)
                 ctx.scope.claim(label, lspan, computed)
                 ctx.current = self.named_item(label, item, ctx)
+            case ast.Bind(name=name, item=ast.Call(name=splitter) as call) if splitter in SPLITTERS and (
+                    splitter not in REGISTRY):
+                raise error(f"`{splitter}` gives several tensors: name them all in parentheses", call.span,
+                            help=f"e.g. `(a, {name}) = {splitter}(...)`")
             case ast.Bind(name=name, item=item, name_span=nspan):
                 try:
                     ctx.scope.claim(name, nspan)
@@ -428,9 +432,10 @@ class Elaborator:
             raise error(f"`{call.name}` gives several tensors: name them", call.span,
                         help=f"e.g. `(a, b) = {call.name}(...)`, then `from a` or `concat(a, b)`")
         if op is None:
+            hint = _known_as(call.name) or did_you_mean(call.name, [*REGISTRY, *self.program.blocks], "operators")
+            plugin = "an operator of a plugin needs `--ops MODULE` (or the plugin installed); `graphdsl ops` lists them"
             raise error(f"unknown operator or block `{call.name}`", call.name_span,
-                        help=_known_as(call.name) or did_you_mean(call.name, [*REGISTRY, *self.program.blocks],
-                                                                  "operators"))
+                        help=hint or plugin)  # a close name is likelier than a missing plugin
         if op.merges:
             tensor_args = [a for a in call.args if a.name is None]
             if len(tensor_args) < 2:  # `mul(gate)` forgot the tensor it scales

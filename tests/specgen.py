@@ -879,7 +879,7 @@ class Gen:
             branch.label = None  # `t = item`: the name is the label
             items.append(Bind(name, branch))
             names.append(name)
-        if self.bool(0.5):  # the main flow is one of the inputs, under its label
+        if self.bool(0.5) or len(names) < 2:  # the main flow is one of the inputs (a named merge takes two or more)
             main = self._branch(s, env, depth, halve, channels)
             if main.label:
                 main = Group([main])

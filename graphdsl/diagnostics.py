@@ -5,6 +5,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
+from .text import displayed, escape_controls
+
+MAX_LINE_SHOWN = 400  # characters of a quoted source line; a longer one is cut around the caret
+
 
 @dataclass(frozen=True)
 class Span:
@@ -28,24 +32,19 @@ class Diagnostic:
     notes: tuple[str, ...] = ()
     severity: str = "error"
 
-    def render(self, sources: dict[str, str] | None = None) -> str:
-        """rustc-style text: location, message, the source line with a caret span, help."""
+    def render(self, sources: dict[str, str] | None = None, lines: dict[str, list[str]] | None = None) -> str:
+        """rustc-style text: location, message, the source line with a caret span, help. Everything from
+        the spec (names, values, the quoted line, the file name) is shown with control characters escaped,
+        so that no diagnostic can act on the terminal. `lines` caches the split sources across calls."""
         where = f"{self.span}: " if self.span else ""
-        lines = [f"{where}{self.severity}: {self.message}"]
-        text = (sources or {}).get(self.span.file) if self.span else None
-        if text is not None:
-            src_lines = text.splitlines()
-            if 0 < self.span.line <= len(src_lines):
-                src = src_lines[self.span.line - 1].expandtabs(1)
-                num = str(self.span.line)
-                pad = " " * len(num)
-                end = self.span.end_col if self.span.end_line == self.span.line else len(src) + 1
-                width = max(1, end - self.span.col)
-                lines += [f"{pad} |", f"{num} | {src}", f"{pad} | {' ' * (self.span.col - 1)}{'^' * width}"]
-        lines += [f"note: {n}" for n in self.notes]
+        out = [f"{where}{self.severity}: {self.message}"]
+        src_lines = _source_lines(self.span.file, sources, lines) if self.span else None
+        if src_lines is not None and 0 < self.span.line <= len(src_lines):
+            out += _excerpt(src_lines[self.span.line - 1], self.span)
+        out += [f"note: {n}" for n in self.notes]
         if self.help:
-            lines.append(f"help: {self.help}")
-        return "\n".join(lines)
+            out.append(f"help: {self.help}")
+        return "\n".join(escape_controls(line) for line in "\n".join(out).split("\n"))
 
     def to_json(self) -> dict:
         loc = None
@@ -67,9 +66,45 @@ class SpecError(Exception):
         return self.render()
 
     def render(self) -> str:
-        body = "\n\n".join(d.render(self.sources) for d in self.diagnostics)
-        n = len(self.diagnostics)
+        lines: dict[str, list[str]] = {}
+        body = "\n\n".join(d.render(self.sources, lines) for d in self.diagnostics)
+        n = sum(d.severity == "error" for d in self.diagnostics)
         return f"{body}\n\n{'error' if n == 1 else f'{n} errors'} found"
+
+
+def _source_lines(file: str, sources: dict[str, str] | None, cache: dict[str, list[str]] | None) -> list[str] | None:
+    """The lines of `file` as the parser counts them: split at `\n` only (the reader has made every line
+    end one), so that form feeds and Unicode separators inside a line do not shift the quoted line."""
+    text = (sources or {}).get(file)
+    if not text:
+        return None
+    if cache is None:
+        return text.split("\n")
+    if file not in cache:
+        cache[file] = text.split("\n")
+    return cache[file]
+
+
+def _excerpt(line: str, span: Span) -> list[str]:
+    """The quoted source line and its caret line: tabs expanded, hidden characters escaped, the caret under
+    the characters the span covers; a very long line cut to a window around the caret."""
+    src, starts = displayed(line)
+    last = len(starts) - 1  # starts[last] is the end of the line
+    col = min(max(span.col, 1), last + 1) - 1
+    end = span.end_col - 1 if span.end_line == span.line else last
+    end = min(max(end, col + 1), last + 1)
+    left = starts[col]
+    right = starts[end] if end <= last else starts[last] + 1
+    width = max(1, right - left)
+    if len(src) > MAX_LINE_SHOWN:  # a minified or generated spec: show the neighbourhood of the caret
+        begin = max(0, left - MAX_LINE_SHOWN // 2)
+        stop = begin + MAX_LINE_SHOWN
+        src = ("…" if begin else "") + src[begin:stop] + ("…" if stop < len(src) else "")
+        left = left - begin + (1 if begin else 0)
+        width = max(1, min(width, len(src) - left))
+    num = str(span.line)
+    pad = " " * len(num)
+    return [f"{pad} |", f"{num} | {src}", f"{pad} | {' ' * left}{'^' * width}"]
 
 
 class Failure(Exception):

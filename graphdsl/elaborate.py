@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 import networkx as nx
 
 from . import ast
+from .budget import MAX_LAYERS, Budget, Exhausted, spending
 from .diagnostics import Diagnostic, Failure, Span, did_you_mean, error
 from .evaluate import NO_INPUT, POISON, Poisoned, bind, evaluate
 from .ops import REGISTRY, ArgError, Op, OpError, fmt_shape
@@ -23,9 +24,11 @@ from .program import Program
 from .syntax import NAME_RESERVED
 from .syntax import reserved as _reserved
 from .values import show, type_name
+from .workload import Cost, Workload
 
-MAX_NODES = 1_000_000
+MAX_NODES = MAX_LAYERS
 MAX_REPEAT = 100_000
+MAX_ERRORS = 50  # past these, more errors are likelier follow-ons than news: elaboration stops
 INPUT = "input"
 IN = "in"  # the tensor name of a block's input (`from in`, `concat(in, x)`)
 MAX_LABEL = 200
@@ -102,10 +105,22 @@ class Elaborator:
         self.input_seen: Span | None = None  # where the network's `input` is, once reached
         self.before_input_reported = False
         self.repeats: dict[tuple, list] = {}  # (message, span) -> [index in diagnostics, times met again]
+        self.budget = Budget()
+        self.workload = Workload(program.blocks)
 
     # ---- entry --------------------------------------------------------------------------
 
     def network(self, net: ast.Definition, overrides: dict) -> nx.DiGraph:
+        """The IR of `net`; the diagnostics gather in `self.diagnostics`. A spent budget stops the whole
+        elaboration with its diagnostic, after those found before it."""
+        with spending(self.budget):
+            try:
+                return self._network(net, overrides)
+            except Exhausted as e:
+                self.diagnostics.append(e.diagnostic)
+                return self.graph
+
+    def _network(self, net: ast.Definition, overrides: dict) -> nx.DiGraph:
         g = self.graph
         g.graph.update(name=net.name, doc=net.doc, file=net.span.file, scopes={}, span=net.span, outputs=[])
         try:
@@ -215,6 +230,7 @@ class Elaborator:
 
     def body(self, stmts, ctx: Ctx) -> None:
         for stmt in stmts:
+            self.budget.charge(1, stmt.span, "this statement")
             try:
                 self.stmt(stmt, ctx)
             except Failure as f:
@@ -231,6 +247,19 @@ class Elaborator:
         self.repeats[key] = [len(self.diagnostics), 0]
         notes = tuple(f"in block `{site.block}` used at {site.span}" for site in reversed(ctx.stack))
         self.diagnostics.append(replace(diag, notes=diag.notes + notes))
+        if len(self.diagnostics) >= MAX_ERRORS:
+            raise Exhausted(Diagnostic(f"stopped after {MAX_ERRORS} errors", None, severity="note",
+                                       help="fix these first: later errors are often follow-ons of earlier ones"))
+
+    def afford(self, cost: Cost, span: Span, what: str) -> None:
+        """Refuse, before it runs, work whose lower bound already goes past a limit."""
+        steps, layers = cost
+        if layers > MAX_NODES - self.graph.number_of_nodes():
+            raise Exhausted(Diagnostic(f"{what}, at least {layers:,} layers: the network would grow past "
+                                       f"{MAX_NODES:,} layers", span, help="a network this large is likely a "
+                                       "mistake; if not, raise the limit with the environment variable "
+                                       "GRAPHDSL_MAX_LAYERS"))
+        self.budget.afford(steps, span, what)
 
     def stmt(self, stmt, ctx: Ctx) -> None:
         match stmt:
@@ -262,8 +291,11 @@ class Elaborator:
                 self.let(name, value, ctx, span)
             case ast.If(condition=cond, then=then, orelse=orelse):
                 self.body(then if self.condition(cond, ctx) else orelse, ctx)
-            case ast.For(var=var, iterable=iterable, body=body):
-                for value in self.sequence(iterable, ctx):
+            case ast.For(var=var, iterable=iterable, body=body, span=span):
+                seq = self.sequence(iterable, ctx)
+                self.afford_loop(seq, var, body, ctx, span)
+                for value in seq:
+                    self.budget.charge(1, span, "this loop")
                     bind(var, value, ctx.values, iterable.span)
                     self.body(body, ctx)
             case ast.Labeled(label=label, item=item, label_span=lspan):
@@ -286,6 +318,11 @@ class Elaborator:
                 self.split(stmt, ctx)
             case _:
                 ctx.current = self.item(stmt, ctx, None)
+
+    def afford_loop(self, seq: tuple, var, body, ctx: Ctx, span: Span) -> None:
+        if len(seq) > 1:
+            cost = self.workload.loop(var, body, ctx.values)
+            self.afford((len(seq) * cost[0], len(seq) * cost[1]), span, f"this loop runs {len(seq):,} times")
 
     def named_item(self, name: str, item, ctx: Ctx) -> str | None:
         """An item whose output tensor gets a name; a failed one leaves the name unknown, not undefined,
@@ -338,6 +375,7 @@ class Elaborator:
                     help="start the network with its input shape, e.g. `input 3x224x224`")
 
     def item(self, item, ctx: Ctx, label: str | None) -> str | None:
+        self.budget.charge(1, item.span, "this layer")
         self.require_input(item.span)
         match item:
             case ast.Call(inline=True):  # the grammar gives an `inline` call no label
@@ -364,6 +402,9 @@ class Elaborator:
                 if not (is_int and 0 <= n <= MAX_REPEAT):  # 0 leaves it out: `block(c) * (depth - 1)`
                     raise error(f"a repeat count must be an integer from 0 to {MAX_REPEAT:,}, got {show(n)}",
                                 count.span)
+                if n > 1:
+                    cost = self.workload.item(inner, ctx.values)
+                    self.afford((n * cost[0], n * cost[1]), item.span, f"this repetition runs {n:,} times")
                 target = ctx
                 if label is not None:
                     target = ctx.child((*ctx.scope.path, label))
@@ -384,6 +425,7 @@ class Elaborator:
             through = f": {' -> '.join(f'`{b}`' for b in chain)}" if len(chain) > 2 else ""
             raise error(f"block `{block.name}` calls itself{through}", call.name_span,
                         help="blocks cannot recurse; repeat with `*` or loop with `for`")
+        self.afford(self.workload.block(block.name), call.span, f"block `{block.name}`")
         values = self.block_args(block, call, ctx)
         site = (*ctx.stack, CallSite(block.name, call.span))
         if path is None:  # `inline`: the block's layers join the caller's scope and numbering
@@ -506,7 +548,8 @@ class Elaborator:
             raise error(f"layer `{node}`: `{op.name}` would merge a tensor with itself", _head_span(where),
                         help="to merge a tensor with itself, pass one copy through `identity` in its own branch")
         if self.graph.number_of_nodes() >= MAX_NODES:
-            raise error(f"the network grows past {MAX_NODES:,} layers", where.span)
+            raise Exhausted(Diagnostic(f"the network grows past {MAX_NODES:,} layers", where.span,
+                                       help="raise the limit with the environment variable GRAPHDSL_MAX_LAYERS"))
         shapes = [self.graph.nodes[i]["shape"] for i in inputs]
         head = _head_span(where)
         layouts = {is_channels_last(s) for s in shapes}
@@ -556,14 +599,18 @@ class Elaborator:
         """Each statement is a branch from `start`; `if`, `for` and `let` shape the list of branches."""
         outs: list = []
         for stmt in stmts:
+            self.budget.charge(1, stmt.span, "this branch")
             try:
                 match stmt:
                     case ast.Doc() | ast.Let() | ast.Assert():  # no tensor: as in any body
                         self.stmt(stmt, ctx.fork(start))
                     case ast.If(condition=cond, then=then, orelse=orelse):
                         outs += self.branch_outputs(then if self.condition(cond, ctx) else orelse, ctx, start)
-                    case ast.For(var=var, iterable=iterable, body=body):
-                        for value in self.sequence(iterable, ctx):
+                    case ast.For(var=var, iterable=iterable, body=body, span=span):
+                        seq = self.sequence(iterable, ctx)
+                        self.afford_loop(seq, var, body, ctx, span)
+                        for value in seq:
+                            self.budget.charge(1, span, "this loop")
                             bind(var, value, ctx.values, iterable.span)
                             outs += self.branch_outputs(body, ctx, start)
                     case ast.Labeled() | ast.Call() | ast.Group() | ast.Repeat() | ast.Branches() | ast.Residual():

@@ -6,10 +6,11 @@ import math
 from collections.abc import Callable
 
 from . import ast
+from .budget import MAX_ITEMS, Budget, ValueTooLarge, current, spending
 from .diagnostics import did_you_mean, error
 from .values import show, type_name
 
-MAX_SEQUENCE = 100_000
+MAX_SEQUENCE = MAX_ITEMS
 
 
 class Poisoned(Exception):
@@ -31,9 +32,16 @@ def _is_int(v) -> bool:
 def _range(span, *args):
     if not 1 <= len(args) <= 3 or not all(_is_int(a) for a in args):
         raise error("`range` takes one to three integers", span, help="e.g. `range(4)` or `range(1, 4)`")
+    if len(args) == 3 and args[2] == 0:
+        raise error("`range`'s step cannot be zero", span)
     r = range(*args)
-    if len(r) > MAX_SEQUENCE:
-        raise error(f"`range` of {len(r):,} values is too long (at most {MAX_SEQUENCE:,})", span)
+    try:
+        n = len(r)
+    except OverflowError:  # more values than a machine word counts
+        n = MAX_INT
+    if n > MAX_SEQUENCE:
+        raise error(f"`range` of {n:,} values is too long (at most {MAX_SEQUENCE:,})", span)
+    current().charge(n, span, f"`range` of {n:,} values")
     return tuple(r)
 
 
@@ -204,20 +212,29 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
             for b, e in zip(bounds, (start, stop)):
                 if b is not None and not _is_int(b):
                     raise error(f"a slice bound must be an integer, got the {type_name(b)} {show(b)}", e.span)
-            return seq[bounds[0]:bounds[1]]
+            part = seq[bounds[0]:bounds[1]]
+            current().charge(len(part), span, "this slice")
+            return part
         case ast.Comprehension(element=element, target=target, iterable=iterable, condition=cond, span=span):
             seq = evaluate(iterable, values, in_shape)
             if not isinstance(seq, tuple):
                 raise error(f"a list comprehension needs a list, got the {type_name(seq)} {show(seq)}", iterable.span)
+            budget = current()
+            inner = {k: v for k, v in values.items() if k not in target_names(target)}
+            # a filtered element is never made: with an `if`, only the condition is sure to run
+            each = 1 + (expr_cost(element, inner) if cond is None else expr_cost(cond, inner))
+            budget.afford(len(seq) * each, span, f"this list comprehension makes {len(seq):,} elements")
             out = []
             inner = dict(values)
             for v in seq:
+                budget.charge(1, span, "this list comprehension")
                 bind(target, v, inner, iterable.span)
                 if cond is None or _bool(evaluate(cond, inner, in_shape), cond.span, "`if`"):
                     out.append(evaluate(element, inner, in_shape))
-            return tuple(out)
-        case ast.Seq(items=items):
-            return tuple(evaluate(i, values, in_shape) for i in items)
+            return _bounded("this list comprehension", tuple(out), span)
+        case ast.Seq(items=items, span=span):
+            current().charge(len(items), span, f"a list of {len(items):,} elements")
+            return _bounded("this list", tuple(evaluate(i, values, in_shape) for i in items), span)
         case ast.Neg(operand=operand, span=span):
             v = evaluate(operand, values, in_shape)
             if not _is_num(v):
@@ -232,6 +249,9 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
             given = [evaluate(a, values, in_shape) for a in args]
             if kwargs:
                 given = _keywords(name, given, kwargs, values, in_shape)
+            for g in given:  # a step per element read: `sum`, `zip`, `max` of long lists in a loop add up
+                if isinstance(g, tuple) and len(g) > 16:
+                    current().charge(len(g), span, f"`{name}` of a list of {len(g):,} elements")
             return _bounded(f"`{name}`", BUILTINS[name](span, *given), span)
         case ast.BinOp(op="and" | "or" as op, left=left, right=right):
             lv = _bool(evaluate(left, values, in_shape), left.span, f"`{op}`")
@@ -299,15 +319,24 @@ def _binary(op: str, a, b, span):
 
 def _bounded(what: str, result, span):
     """`result` of an operator or a function, if it is a value a network can use: numbers below 2^63,
-    finite, lists of at most MAX_SEQUENCE values."""
+    finite; lists of at most MAX_ITEMS elements counted through nesting, at most MAX_DEPTH deep; strings of
+    at most MAX_STRING characters."""
     if (_is_int(result) and abs(result) >= MAX_INT) or (isinstance(result, float) and not math.isfinite(result)):
         raise error(f"{what} gives a number too large for a network (at least 2^63)", span)
-    if isinstance(result, (tuple, str)) and len(result) > MAX_SEQUENCE:
-        raise error(f"{what} gives a list of {len(result):,} values (at most {MAX_SEQUENCE:,})", span)
+    if isinstance(result, (tuple, str)):
+        try:
+            current().measure(result)
+        except ValueTooLarge as e:
+            raise error(f"{what} gives {e}", span,
+                        help="a network's settings are short lists; build long sequences of layers with "
+                             "`for` or `*` instead") from None
     return result
 
 
 def _operate(op: str, a, b, span):
+    if isinstance(a, (tuple, str)) or isinstance(b, (tuple, str)):  # a step per element compared or copied
+        current().charge(len(a) if isinstance(a, (tuple, str)) else 1, span, f"`{op}` on a long list")
+        current().charge(len(b) if isinstance(b, (tuple, str)) else 1, span, f"`{op}` on a long list")
     if op in ("==", "!="):
         return (a == b) == (op == "==")
     if op in ("<", "<=", ">", ">="):
@@ -337,3 +366,70 @@ def _operate(op: str, a, b, span):
                 raise error(f"`{op}` needs integers, got {show(a)} and {show(b)}", span)
             return a // b if op == "//" else a % b
     raise AssertionError(op)
+
+
+# ---- weighing work before doing it ------------------------------------------------------------------
+
+
+def _subexpressions(expr) -> tuple:
+    match expr:
+        case ast.Index(target=t, index=i):
+            return (t, i)
+        case ast.Slice(target=t, start=a, stop=b):
+            return tuple(e for e in (t, a, b) if e is not None)
+        case ast.BinOp(left=a, right=b):
+            return (a, b)
+        case ast.Not(operand=a) | ast.Neg(operand=a):
+            return (a,)
+        case ast.Seq(items=items):
+            return items
+        case ast.Func(args=args, kwargs=kwargs):
+            return (*args, *(e for _, e, _ in kwargs))
+    return ()
+
+
+def target_names(target) -> tuple[str, ...]:
+    """The names a `for`/`let` target binds (`i`, `(t, c)`, nested)."""
+    if isinstance(target, str):
+        return (target,)
+    return tuple(n for t in target for n in target_names(t))
+
+
+def is_constant(expr) -> bool:
+    """Whether `expr` reads no name and no shape: its value is known before anything runs."""
+    if isinstance(expr, (ast.Var, ast.InAttr, ast.InTensor)):
+        return False
+    if isinstance(expr, ast.Comprehension):
+        return is_constant(expr.iterable)  # its own target is bound inside; other names make it unknown
+    return all(is_constant(e) for e in _subexpressions(expr))
+
+
+def static_value(expr, values: dict | None):
+    """The value of `expr` if it can be known now without error (with `values`, or with no names at all
+    where `values` is None); else None."""
+    if isinstance(expr, ast.Const):
+        return expr.value
+    if values is None and not is_constant(expr):
+        return None
+    try:
+        with spending(Budget(steps=4 * MAX_ITEMS)):
+            return evaluate(expr, dict(values or {}), lambda: None)
+    except Exception:  # noqa: BLE001 - any failure makes the value unknown, and the runtime reports it
+        return None
+
+
+def static_length(expr, values: dict | None) -> int:
+    """The length of the list `expr` gives, where it can be known now; else 0, the lower bound."""
+    v = static_value(expr, values)
+    return len(v) if isinstance(v, tuple) else 0
+
+
+def expr_cost(expr, values: dict | None) -> int:
+    """A lower bound of the steps that evaluating `expr` charges: the elements its list comprehensions
+    make, through nesting (`[[0 for j in range(n)] for i in range(n)]` is n * (n + 1) steps)."""
+    if isinstance(expr, ast.Comprehension):
+        inner = None if values is None else {k: v for k, v in values.items()
+                                             if k not in target_names(expr.target)}
+        each = 1 + (expr_cost(expr.element, inner) if expr.condition is None else expr_cost(expr.condition, inner))
+        return static_length(expr.iterable, values) * each + expr_cost(expr.iterable, values)
+    return sum(expr_cost(e, values) for e in _subexpressions(expr))

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import re
+import unicodedata
 from importlib import resources
 
 from lark import Lark, Token, Transformer, v_args
@@ -12,9 +14,14 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from . import ast
 from .diagnostics import Diagnostic, Failure, Span, too_deep
+from .text import describe_char, is_hidden
 from .values import Symbol
 
 MAX_SYNTAX_ERRORS = 10
+MAX_RECOVERIES = 200  # attempts to go on after an error: many errors on one line count too
+MAX_TOKENS = 200_000  # a spec of this many tokens is generated, not written; parsing costs ~20 µs a token
+MAX_NESTING = 100  # brackets open at once
+MAX_DIGITS = 30  # an integer literal of more digits describes nothing (sizes stop at 2^63, 19 digits)
 RESERVED = "is a reserved word and cannot name a layer or a tensor"
 CALL_HELP = "a call's `(` follows its name directly"
 
@@ -44,6 +51,10 @@ def _parser() -> Lark:
 def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Diagnostic]]:
     """Parse one .cnn source. Returns the module, or None and the syntax errors."""
     errors: list[Diagnostic] = []
+    too_large = _prescan(text, file)
+    if too_large is not None:
+        return None, [too_large]
+    attempts = 0
 
     def record(e: UnexpectedInput) -> str:
         diag, kind = _syntax_error(e, text, file)
@@ -56,6 +67,10 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
         return kind
 
     def on_error(e: UnexpectedInput) -> bool:
+        nonlocal attempts
+        attempts += 1
+        if attempts > MAX_RECOVERIES:
+            return False
         if record(e) == "final":
             return False  # recovery after a keyword used as a name, or a call split from its `(`, only cascades
         if isinstance(e, UnexpectedToken):
@@ -65,7 +80,7 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
     try:
         tree = _parser().parse(text, start="start", on_error=on_error)
     except UnexpectedInput as e:
-        if len(errors) < MAX_SYNTAX_ERRORS:
+        if len(errors) < MAX_SYNTAX_ERRORS and attempts <= MAX_RECOVERIES:
             record(e)
         return None, sorted(errors, key=lambda d: (d.span.line, d.span.col))
     except RecursionError:
@@ -84,8 +99,38 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
         raise
 
 
+# Strings, comments, then words and numbers, then any other character: what the parser would see as
+# tokens, counted at regex speed before the parser spends ~20 µs on each.
+_ROUGH_TOKEN = re.compile(r'"""[\s\S]*?(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|#[^\n]*|\w+|[()\[\]{}]|[^\s\w]')
+
+
+def _prescan(text: str, file: str) -> Diagnostic | None:
+    """Refuse, before parsing, a source too large to parse in reasonable time or nested too deeply."""
+    count = depth = 0
+    for m in _ROUGH_TOKEN.finditer(text):
+        count += 1
+        ch = m.group()
+        if ch in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                line, col = _line_col(text, m.start())
+                return Diagnostic(f"brackets nested more than {MAX_NESTING} deep", _token_span(file, line, col),
+                                  help="flatten the nesting: use blocks, `*` repetition or `for` loops")
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+    if count > MAX_TOKENS:
+        return Diagnostic(f"the spec has {count:,} tokens, more than the {MAX_TOKENS:,} a spec may have",
+                          Span(file, 1, 1, 1, 1),
+                          help="build long networks with `for` loops, `*` repetition and blocks, or split "
+                               "the spec into files")
+    return None
+
+
 def parse_expression(text: str, file: str = "<value>"):
     """One expression (`[3, 3, 9, 3]`, `(1, 16)`) as an AST, or raises Failure with the syntax error."""
+    too_large = _prescan(text, file)
+    if too_large is not None:
+        raise Failure(too_large)
     try:
         return _ToAst(file).transform(_parser().parse(text, start="expr"))
     except UnexpectedInput as e:
@@ -156,6 +201,8 @@ def _describe_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         span = _token_span(file, e.line, e.column)
         if ch == "'":
             return Diagnostic("strings use double quotes", span, help='write "text" instead of \'text\'')
+        if ch and not (" " < ch < "\x7f"):
+            return _strange_character(ch, span)
         return Diagnostic(f"unexpected character `{ch}`", span,
                           help="names are letters, digits and `_`; comments start with `#`")
     if isinstance(e, UnexpectedEOF) or (isinstance(e, UnexpectedToken) and e.token.type == "$END"):
@@ -190,6 +237,29 @@ def _describe_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
                           help="keyword arguments and defaults take `=`, e.g. `stride=2`")
     msg = f"unexpected {_describe(tok)}, expected {_expected(expected_set)}"
     return Diagnostic(msg, span, help=_syntax_help(tok, expected_set, text))
+
+
+# Characters that pass for ASCII ones (pasted from a paper, a chat, a word processor).
+LOOKALIKES = {"а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "х": "x", "у": "y", "і": "i", "ѕ": "s", "ј": "j",
+              "ο": "o", "ν": "v", "Α": "A", "Β": "B", "Ε": "E", "Κ": "K", "Μ": "M", "Ν": "N", "Ο": "O", "Ρ": "P",
+              "Τ": "T", "Χ": "X", "А": "A", "В": "B", "Е": "E", "К": "K", "М": "M", "Н": "H", "О": "O", "Р": "P",
+              "С": "C", "Т": "T", "Х": "X", "“": '"', "”": '"', "„": '"', "‘": "'", "’": "'", "–": "-", "—": "-",
+              "−": "-", "·": ".", "…": "..."}
+
+
+def _strange_character(ch: str, span: Span) -> Diagnostic:
+    """An invisible, look-alike or other non-ASCII character where the grammar takes none: named by its
+    code point, so that the user can find what the editor does not show."""
+    named = describe_char(ch)
+    if is_hidden(ch) or unicodedata.category(ch) == "Zs":
+        return Diagnostic(f"unexpected invisible character {named}", span,
+                          help="delete it: it does not show in most editors (it often comes with pasted text)")
+    ascii_twin = LOOKALIKES.get(ch) or unicodedata.normalize("NFKC", ch)
+    if ascii_twin != ch and ascii_twin.isascii():
+        return Diagnostic(f"unexpected character `{ch}` ({named}), which looks like `{ascii_twin}`", span,
+                          help=f"retype it as the ASCII `{ascii_twin}`")
+    return Diagnostic(f"unexpected character `{ch}` ({named})", span,
+                      help="names are ASCII letters, digits and `_`; other text goes in strings or `#` comments")
 
 
 def reserved(word: str, span: Span) -> Diagnostic:
@@ -284,6 +354,19 @@ def _span(file: str, meta) -> Span:
 
 def _tok_span(file: str, tok: Token) -> Span:
     return Span(file, tok.line, tok.column, tok.end_line, tok.end_column)
+
+
+def _cut(digits: str) -> str:
+    return digits if len(digits) <= 24 else f"{digits[:12]}…{digits[-6:]} ({len(digits):,} digits)"
+
+
+def _integer(digits: str, span: Span) -> int:
+    """An integer literal's value; one of more than MAX_DIGITS digits is refused before it is converted
+    (Python refuses past 4,300 digits, and every size in a spec is below 2^63)."""
+    if len(digits.lstrip("0")) > MAX_DIGITS:
+        raise Failure(Diagnostic(f"the integer `{_cut(digits)}` is too large", span,
+                                 help="sizes and counts in a spec are far below 2^63 (19 digits)"))
+    return int(digits)
 
 
 ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"'}
@@ -455,7 +538,7 @@ class _ToAst(Transformer):
     def shape_literal(self, meta, children):
         tok = children[0]
         span = self._t(tok)
-        return tuple(ast.Const(int(d), span) for d in re.split("[x×]", str(tok)))  # 3x224x224, 3×224×224, 784
+        return tuple(ast.Const(_integer(d, span), span) for d in re.split("[x×]", str(tok)))  # 3x224x224, 784
 
     def shape_exprs(self, meta, children):
         return tuple(children)
@@ -555,10 +638,16 @@ class _ToAst(Transformer):
         return ast.Neg(children[0], self._s(meta))
 
     def int_(self, meta, children):
-        return ast.Const(int(children[0]), self._s(meta))
+        span = self._s(meta)
+        return ast.Const(_integer(str(children[0]), span), span)
 
     def float_(self, meta, children):
-        return ast.Const(float(children[0]), self._s(meta))
+        span = self._s(meta)
+        value = float(children[0])
+        if not math.isfinite(value) or len(str(children[0])) > 4 * MAX_DIGITS:
+            raise Failure(Diagnostic(f"the number `{_cut(str(children[0]))}` is too large", span,
+                                     help="numbers in a spec are sizes and rates: far below 1e18"))
+        return ast.Const(value, span)
 
     def string(self, meta, children):
         return ast.Const(_unquote(children[0], self.file), self._s(meta))

@@ -99,9 +99,16 @@ def normalize_newlines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+_CONTROL_NAMES = {0x00: "NULL", 0x07: "BELL", 0x08: "BACKSPACE", 0x09: "CHARACTER TABULATION",
+                  0x0A: "LINE FEED", 0x0B: "LINE TABULATION", 0x0C: "FORM FEED", 0x0D: "CARRIAGE RETURN",
+                  0x1B: "ESCAPE", 0x7F: "DELETE", 0x85: "NEXT LINE", 0x9B: "CONTROL SEQUENCE INTRODUCER"}
+
+
 def describe_char(ch: str) -> str:
     """`U+200B ZERO WIDTH SPACE`: a character named, for one that cannot be seen or looks like another."""
-    name = unicodedata.name(ch, "")
+    name = unicodedata.name(ch, "") or _CONTROL_NAMES.get(ord(ch), "")
+    if not name and unicodedata.category(ch) == "Cc":
+        name = "CONTROL CHARACTER"
     return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
 
 

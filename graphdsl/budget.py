@@ -30,7 +30,7 @@ def _limit(name: str, default: int) -> int:
     return value if value > 0 else default
 
 
-MAX_STEPS = _limit("MAX_STEPS", 2_000_000)  # statements run, loop passes, repetitions, list elements made
+MAX_STEPS = _limit("MAX_STEPS", 1_000_000)  # statements run, loop passes, repetitions, list elements made
 MAX_LAYERS = _limit("MAX_LAYERS", 250_000)  # nodes of the graph
 MAX_ITEMS = _limit("MAX_ITEMS", 100_000)  # elements of one value, counted through nested lists
 MAX_DEPTH = 32  # nesting of lists in a value: a network's settings table is two or three deep
@@ -75,7 +75,7 @@ class Budget:
         the work charges itself as it runs)."""
         if steps > self.left:
             spent = self.limit - self.left
-            already = f" ({spent:,} spent before)" if spent > self.limit // 100 else ""
+            already = f" ({spent:,} spent before)" if spent > self.limit // 4 else ""
             raise Exhausted(Diagnostic(
                 f"{what}, at least {steps:,} steps: past the limit of {self.limit:,} steps of elaboration{already}",
                 span, help=STEPS_HELP))

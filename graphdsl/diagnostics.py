@@ -110,9 +110,10 @@ def _excerpt(line: str, span: Span) -> list[str]:
 class Failure(Exception):
     """Raised inside the core to abandon one statement; caught and collected by the caller."""
 
-    def __init__(self, diagnostic: Diagnostic):
+    def __init__(self, diagnostic: Diagnostic, says_it_repeats: bool = False):
         super().__init__(diagnostic.message)
         self.diagnostic = diagnostic
+        self.says_it_repeats = says_it_repeats  # the message explains its own repetition: no count of repeats
 
 
 def error(message: str, span: Span | None = None, help: str | None = None) -> Failure:

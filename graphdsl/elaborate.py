@@ -16,18 +16,19 @@ import networkx as nx
 from . import ast
 from .budget import MAX_LAYERS, Budget, Exhausted, spending
 from .diagnostics import Diagnostic, Failure, Span, did_you_mean, error
-from .evaluate import NO_INPUT, POISON, Poisoned, bind, evaluate
+from .evaluate import NO_INPUT, POISON, Poisoned, bind, bounded, evaluate
 from .ops import REGISTRY, ArgError, Op, OpError, fmt_shape
 from .ops.base import MAX_SIZE, divisors, is_channels_last
 from .ops.linear import rank_error
 from .program import Program
 from .syntax import NAME_RESERVED
 from .syntax import reserved as _reserved
-from .values import show, type_name
+from .values import Symbol, show, type_name
 from .workload import Cost, Workload
 
 MAX_NODES = MAX_LAYERS
 MAX_REPEAT = 100_000
+MAX_CALL_DEPTH = 64  # blocks calling blocks: torchvision's deepest nest is 4
 MAX_ERRORS = 50  # past these, more errors are likelier follow-ons than news: elaboration stops
 INPUT = "input"
 IN = "in"  # the tensor name of a block's input (`from in`, `concat(in, x)`)
@@ -52,17 +53,21 @@ class Scope:
         first = self.labels.get(label)
         if first is not None:
             where = ".".join(self.path) or "the network"
+            again = first == span  # the same statement again: a loop, or an inline block used twice
             if computed:  # one message for every value of the template
-                again = "by this label before" if first == span else f"first at {first}"
-                fix = ('make it differ on each pass, e.g. with the loop variable: `"layer{i + 1}"`' if first == span
+                fix = ('make it differ on each pass, e.g. with the loop variable: `"layer{i + 1}"`' if again
                        else "number the layers so that each label of a scope comes up once")
+                notes = (f"it gives `{label}` on more than one pass",) if again else (
+                    f"it gives `{label}`, first given at {first}",)
                 raise Failure(Diagnostic(f"this computed label gives a name already used in {where}", span,
-                                         notes=(f"it gives `{label}`, given {again}",), help=fix))
-            if first == span:  # the same statement again: a loop, or an inline block used twice
-                raise error(f"`{label}` is already used in {where}: this name is given each time the statement "
-                            "runs (in a loop, or an `inline` block used twice)", span,
-                            help="make it differ from one pass to the next, with a computed label such as "
-                                 '`"layer{i}": ...`, or leave the layer unlabelled (it takes its position)')
+                                         notes=notes, help=fix), says_it_repeats=again)
+            if again:
+                raise Failure(Diagnostic(
+                    f"`{label}` is already used in {where}: this name is given each time the statement runs (in "
+                    "a loop, or an `inline` block used twice)", span,
+                    help="make it differ from one pass to the next, with a computed label such as "
+                         '`"layer{i}": ...`, or leave the layer unlabelled (it takes its position)'),
+                    says_it_repeats=True)
             raise Failure(Diagnostic(f"`{label}` is already used in {where}", span,
                                      notes=(f"first used at {first}",),
                                      help="give each layer of a scope its own name"))
@@ -146,8 +151,8 @@ class Elaborator:
             if again:
                 d = self.diagnostics[index]
                 more = f"{again} more time{'s' if again > 1 else ''}"
-                self.diagnostics[index] = replace(d, notes=(*d.notes, f"the same error comes up {more}, "
-                                                                     "through other uses of this code"))
+                where = "here (later passes of a loop, or other uses of a block)"
+                self.diagnostics[index] = replace(d, notes=(*d.notes, f"the same error comes up {more} {where}"))
         return g
 
     def _unalias(self, net: ast.Definition, overrides: dict) -> tuple[ast.Definition, dict]:
@@ -209,7 +214,18 @@ class Elaborator:
         return values if ok else None
 
     def _check_override(self, p: ast.Param, value, values: dict) -> bool:
-        """An override keeps the kind of value its default has (`-D aux_logits=False` is a string)."""
+        """An override is a value of the language, within its size limits, and keeps the kind of value its
+        default has (`-D aux_logits=False` is a string)."""
+        problem = _foreign(value)
+        if problem is None:
+            try:
+                bounded(f"the value given to `{p.name}`", value, p.span)
+            except Failure as f:
+                problem = f.diagnostic.message
+        if problem is not None:
+            self.diagnostics.append(Diagnostic(f"network parameter `{p.name}`: {problem}", p.span,
+                                               help="give a number, a boolean, a string or a short list"))
+            return False
         if p.default is None:
             return True
         try:
@@ -234,19 +250,21 @@ class Elaborator:
             try:
                 self.stmt(stmt, ctx)
             except Failure as f:
-                self._report(f.diagnostic, ctx)
+                self._report(f.diagnostic, ctx, f.says_it_repeats)
                 ctx.current = None
             except Poisoned:
                 ctx.current = None
 
-    def _report(self, diag: Diagnostic, ctx: Ctx) -> None:
+    def _report(self, diag: Diagnostic, ctx: Ctx, says_it_repeats: bool = False) -> None:
         key = (diag.message, diag.span)
         if key in self.repeats:  # one mistake in a block or loop, met again through another use: once
-            self.repeats[key][1] += 1
+            self.repeats[key][1] += 0 if says_it_repeats else 1
             return
         self.repeats[key] = [len(self.diagnostics), 0]
-        notes = tuple(f"in block `{site.block}` used at {site.span}" for site in reversed(ctx.stack))
-        self.diagnostics.append(replace(diag, notes=diag.notes + notes))
+        notes = [f"in block `{site.block}` used at {site.span}" for site in reversed(ctx.stack)]
+        if len(notes) > 8:  # the innermost calls, and the outermost that the network makes
+            notes = [*notes[:5], f"… {len(notes) - 7} more block calls", *notes[-2:]]
+        self.diagnostics.append(replace(diag, notes=(*diag.notes, *notes)))
         if len(self.diagnostics) >= MAX_ERRORS:
             raise Exhausted(Diagnostic(f"stopped after {MAX_ERRORS} errors", None, severity="note",
                                        help="fix these first: later errors are often follow-ons of earlier ones"))
@@ -313,7 +331,9 @@ class Elaborator:
                 except Failure:
                     ctx.tensors.setdefault(name, None)  # its uses stay silent: the error is reported once
                     raise
-                self.named_item(name, item, ctx.fork(ctx.current))
+                node = self.named_item(name, item, ctx.fork(ctx.current))
+                if node is not None:
+                    self.graph.graph.setdefault("bound", {})[node] = (name, nspan)
             case ast.Split():
                 self.split(stmt, ctx)
             case _:
@@ -425,6 +445,9 @@ class Elaborator:
             through = f": {' -> '.join(f'`{b}`' for b in chain)}" if len(chain) > 2 else ""
             raise error(f"block `{block.name}` calls itself{through}", call.name_span,
                         help="blocks cannot recurse; repeat with `*` or loop with `for`")
+        if len(ctx.stack) >= MAX_CALL_DEPTH:
+            raise error(f"blocks nested more than {MAX_CALL_DEPTH} calls deep", call.name_span,
+                        help="a network's blocks nest a few levels; flatten the chain of calls")
         self.afford(self.workload.block(block.name), call.span, f"block `{block.name}`")
         values = self.block_args(block, call, ctx)
         site = (*ctx.stack, CallSite(block.name, call.span))
@@ -621,7 +644,7 @@ class Elaborator:
                         raise error("only layers, groups, `let`, `if` and `for` can stand in a branch list", stmt.span,
                                     help="wrap a branch of several layers in `[ ... ]`")
             except Failure as f:
-                self._report(f.diagnostic, ctx)
+                self._report(f.diagnostic, ctx, f.says_it_repeats)
                 outs.append(None)
             except Poisoned:
                 outs.append(None)
@@ -820,6 +843,17 @@ def _head_span(item) -> Span:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _foreign(value, depth: int = 0) -> str | None:
+    """Why a value given from outside (the API, `-D`) is not one a spec can hold, or None."""
+    if isinstance(value, (bool, int, float, str, Symbol)):
+        return None
+    if isinstance(value, tuple):
+        if depth > 32:
+            return "the value is a list nested too deeply"
+        return next((p for p in (_foreign(v, depth + 1) for v in value[:100_001]) if p is not None), None)
+    return f"a {type(value).__name__} is not a value of the language"
 
 
 def _same_kind(value, default) -> bool:

@@ -231,10 +231,10 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
                 bind(target, v, inner, iterable.span)
                 if cond is None or _bool(evaluate(cond, inner, in_shape), cond.span, "`if`"):
                     out.append(evaluate(element, inner, in_shape))
-            return _bounded("this list comprehension", tuple(out), span)
+            return bounded("this list comprehension", tuple(out), span)
         case ast.Seq(items=items, span=span):
             current().charge(len(items), span, f"a list of {len(items):,} elements")
-            return _bounded("this list", tuple(evaluate(i, values, in_shape) for i in items), span)
+            return bounded("this list", tuple(evaluate(i, values, in_shape) for i in items), span)
         case ast.Neg(operand=operand, span=span):
             v = evaluate(operand, values, in_shape)
             if not _is_num(v):
@@ -252,7 +252,7 @@ def evaluate(expr: ast.Expr, values: dict, in_shape: Callable[[], tuple | None])
             for g in given:  # a step per element read: `sum`, `zip`, `max` of long lists in a loop add up
                 if isinstance(g, tuple) and len(g) > 16:
                     current().charge(len(g), span, f"`{name}` of a list of {len(g):,} elements")
-            return _bounded(f"`{name}`", BUILTINS[name](span, *given), span)
+            return bounded(f"`{name}`", BUILTINS[name](span, *given), span)
         case ast.BinOp(op="and" | "or" as op, left=left, right=right):
             lv = _bool(evaluate(left, values, in_shape), left.span, f"`{op}`")
             if lv == (op == "or"):
@@ -314,10 +314,10 @@ def _binary(op: str, a, b, span):
         result = _operate(op, a, b, span)
     except OverflowError:
         raise error(f"`{op}` overflows: its operands are too large", span) from None
-    return _bounded(f"`{op}`", result, span)
+    return bounded(f"`{op}`", result, span)
 
 
-def _bounded(what: str, result, span):
+def bounded(what: str, result, span):
     """`result` of an operator or a function, if it is a value a network can use: numbers below 2^63,
     finite; lists of at most MAX_ITEMS elements counted through nesting, at most MAX_DEPTH deep; strings of
     at most MAX_STRING characters."""
@@ -327,9 +327,9 @@ def _bounded(what: str, result, span):
         try:
             current().measure(result)
         except ValueTooLarge as e:
-            raise error(f"{what} gives {e}", span,
-                        help="a network's settings are short lists; build long sequences of layers with "
-                             "`for` or `*` instead") from None
+            help = ("strings in a spec are short: labels, names and settings" if isinstance(result, str) else
+                    "a network's settings are short lists; build long sequences of layers with `for` or `*`")
+            raise error(f"{what} makes {e}", span, help=help) from None
     return result
 
 

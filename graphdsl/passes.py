@@ -1,7 +1,7 @@
 """Static passes over the IR. Each writes its figures into the nodes and starts from `lint`.
 
 >>> import graphdsl
->>> net = graphdsl.load("network n { input 3x32x32  conv(8, 3)  conv(8, 3) }")
+>>> net = graphdsl.load(text="network n { input 3x32x32  conv(8, 3)  conv(8, 3) }")
 >>> [net.graph.nodes[n]["rf"] for n in net.graph]
 [(1, 1), (3, 3), (5, 5)]
 """
@@ -12,6 +12,7 @@ import re
 
 import networkx as nx
 
+from .diagnostics import Diagnostic
 from .ops import REGISTRY, numel
 
 NODE_KEYS = ("op", "attrs", "scope", "span", "shape")
@@ -45,7 +46,7 @@ def lint(g: nx.DiGraph) -> None:
             problems.append(f"{n}: scope {d['scope']} is not a module path")
         if any(".".join(d["scope"][:i]) in g for i in range(1, len(d["scope"]))):
             problems.append(f"{n}: lies inside another node")
-        order = sorted(e["index"] for _, _, e in g.in_edges(n, data=True))
+        order = sorted(e["index"] for e in g._pred[n].values())
         if order != list(range(len(order))):
             problems.append(f"{n}: input indices {order}")
         if d["op"] != "input" and not order:
@@ -59,7 +60,10 @@ def lint(g: nx.DiGraph) -> None:
 
 def inputs_of(g: nx.DiGraph, node: str) -> list[str]:
     """The inputs of `node` in argument order (concat order matters)."""
-    return [u for u, _, _ in sorted(g.in_edges(node, data="index"), key=lambda e: e[2])]
+    pred = g._pred[node]  # the raw adjacency: networkx's edge views cost more than the passes themselves
+    if len(pred) < 2:
+        return list(pred)
+    return sorted(pred, key=lambda u: pred[u]["index"])
 
 
 def state_dict(g: nx.DiGraph) -> dict[str, tuple[int, ...]]:
@@ -112,10 +116,32 @@ def receptive_field(g: nx.DiGraph) -> None:
         d.update(rf=rf, jump=jump)
 
 
+def unused_results(g: nx.DiGraph) -> list[Diagnostic]:
+    """Warnings for results computed and never used: a side branch that nothing reads (an SE gate
+    computed and dropped changes the network silently), a chain left behind by `from`."""
+    outputs = {node for _, node in g.graph.get("outputs", [])}
+    bound = g.graph.get("bound", {})  # node -> (tensor name, span of the name), from `name = ...`
+    warnings = []
+    for n, d in g.nodes(data=True):
+        if g.out_degree(n) or n in outputs or d["op"] == "input":
+            continue
+        if n in bound:
+            name, span = bound[n]
+            message = f"`{name}` is computed but never used"
+        else:
+            span = d["span"]
+            message = f"the result of layer `{n}` is never used"
+        warnings.append(Diagnostic(message, span, severity="warning",
+                                   help="use it (in a merge such as `mul(in, x)` or `concat(a, x)`, with "
+                                        "`from`, or in `output`), or remove it: as it is, it changes nothing"))
+    return warnings
+
+
 PASSES = (costs, receptive_field)
 
 
 def run_passes(g: nx.DiGraph) -> None:
     lint(g)
+    g.graph["warnings"] = unused_results(g)
     for p in PASSES:
         p(g)

@@ -24,6 +24,7 @@ MAX_NESTING = 100  # brackets open at once
 MAX_DIGITS = 30  # an integer literal of more digits describes nothing (sizes stop at 2^63, 19 digits)
 RESERVED = "is a reserved word and cannot name a layer or a tensor"
 CALL_HELP = "a call's `(` follows its name directly"
+INDEX_HELP = "an index's `[` follows its list directly"
 
 # How tokens are named in "expected ..." messages.
 TOKEN_NAMES = {
@@ -191,7 +192,7 @@ def _syntax_error(e: UnexpectedInput, text: str, file: str) -> tuple[Diagnostic,
     diag = _describe_error(e, text, file)
     if diag.message.endswith("is never closed"):
         return diag, "unclosed"
-    final = diag.message.endswith(RESERVED) or (diag.help or "").startswith(CALL_HELP)
+    final = diag.message.endswith(RESERVED) or (diag.help or "").startswith((CALL_HELP, INDEX_HELP))
     return diag, "final" if final else "token"
 
 
@@ -222,6 +223,14 @@ def _describe_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         x_col = re.search(r"\bx\s*$", before).start() + 1
         return Diagnostic(f"`x {tok}` is not a repeat", Span(file, tok.line, x_col, tok.line, tok.end_column),
                           help=f"repeat an item with `*`: write `* {tok}`")
+    # `cfg [0]`: apart from its list, a `[` opens a group of layers, and what follows makes no sense
+    spaced_index = re.search(r"([A-Za-z_][A-Za-z0-9_]*)[ \t]+(\[[^\[\]()]*)?$", before)
+    if spaced_index and (tok.type == "LSQB") == (spaced_index.group(2) is None) and (
+            spaced_index.group(1) not in KEYWORDS) and ("INDEX" in expected_set or spaced_index.group(2)):
+        name = spaced_index.group(1)
+        bracket = len(before) - len(spaced_index.group(2)) + 1 if spaced_index.group(2) else tok.column
+        return Diagnostic(f"a space between `{name}` and its index `[`", _token_span(file, tok.line, bracket),
+                          help=f"{INDEX_HELP}: write `{name}[...]`; apart from a name, `[` starts a group of layers")
     keyword_label = _reserved_label(tok, text, before)
     if keyword_label is not None:
         word, col = keyword_label

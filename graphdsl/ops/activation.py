@@ -5,7 +5,7 @@ The pointwise activations work in either layout (`channels_last`); softmax is ov
 
 from __future__ import annotations
 
-from .base import Arg, Op, boolean, number, numel, pycall
+from .base import Arg, Op, OpError, boolean, number, numel, pycall
 
 # The functional form of each activation, and spec argument names that torch spells differently.
 TORCH_FUNCTIONAL = {"relu": "F.relu", "relu6": "F.relu6", "leaky_relu": "F.leaky_relu", "elu": "F.elu",
@@ -21,6 +21,16 @@ class _Activation(Op):
 
     def other_ops(self, a, ins, out):
         return numel(out)
+
+    def output_shape(self, a, ins):
+        # torch computes the gradient of an in-place leaky_relu/elu from its output, which a negative slope
+        # makes ambiguous: `backward()` refuses it. Say so now rather than at the first training step.
+        for arg in ("slope", "alpha"):
+            if a.get("inplace") and a.get(arg, 0) < 0:
+                raise OpError(f"`{self.name}` with a negative `{arg}` cannot run in place: PyTorch's backward "
+                              "refuses it", arg="inplace",
+                              help=f"drop `inplace=true` (or make `{arg}` non-negative)")
+        return ins[0]
 
     def label(self, a):
         return super().label({k: v for k, v in a.items() if k != "inplace"})  # inplace is memory, not maths

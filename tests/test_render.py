@@ -105,7 +105,9 @@ def test_depth_folds_everything_below():
     assert "conv 1×1" not in d2  # every conv inside a block is folded
     d1 = net.render(depth=1).source
     assert "cluster_" not in d1 and "layer4: planes" not in d1
-    assert '\tlayer4 [label=<<b>bottleneck ×3</b><br/><font point-size="9" color="#555555">layer4</font>' in d1
+    # folded, layer4 shows that its first bottleneck (stride 2, with a downsample) is not like the other two
+    assert ('\tlayer4 [label=<<b>bottleneck, bottleneck ×2</b><br/><font point-size="9" color="#555555">layer4</font>'
+            in d1)
 
 
 def test_a_repeat_that_is_one_run_is_one_box():
@@ -187,7 +189,7 @@ def test_unknown_families_hash_to_a_stable_colour():
 
 
 def test_labels_use_the_multiplication_sign():
-    net = graphdsl.load("""network n { input 3x32x32
+    net = graphdsl.load(text="""network n { input 3x32x32
         a: conv(8, (3, 5), stride=(2, 1), pad=1, dilation=2, groups=1)
         b: maxpool(3, stride=1, pad=1)
         c: avgpool(adaptive=(2, 3))
@@ -325,7 +327,7 @@ def test_runs_do_not_fold_calls_on_other_input_shapes():
     """`cbr(32)` on 16 channels (4,640 params) and on 32 (9,248) are not the same box."""
     from graphdsl.backends.scopes import units
 
-    net = graphdsl.load("block cbr(c) { conv: conv(c, 3, pad=1) relu }\n"
+    net = graphdsl.load(text="block cbr(c) { conv: conv(c, 3, pad=1) relu }\n"
                         "network t { input 16x8x8  a: cbr(32)  b: cbr(32)  c: cbr(32) }")
     assert [(u.kind, u.id, u.label) for u in units(net.graph, fold_runs=True)] == [
         ("node", "a.conv", ""), ("node", "a.1", ""), ("run", "b..c", "cbr ×2")]
@@ -335,7 +337,7 @@ def test_runs_fold_across_rates(tmp_path):
     """Blocks that differ only in a real-valued rate (stochastic depth) have the same layers: they fold."""
     from graphdsl.backends.scopes import units
 
-    net = graphdsl.load("block b(p) { conv(8, 3, pad=1)  stochastic_depth(p) }\n"
+    net = graphdsl.load(text="block b(p) { conv(8, 3, pad=1)  stochastic_depth(p) }\n"
                         "network t { input 8x8x8  s: [for i in range(4) { b(0.1 * i) }] }")
     assert [(u.kind, u.label) for u in units(net.graph, fold_runs=True)] == [("run", "b ×4")]
 

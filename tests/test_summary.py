@@ -114,7 +114,8 @@ def test_depth_gives_one_row_per_block():
     assert [r.name for r in d1.rows] == ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
                                          "avgpool", "9", "fc"]
     layer3 = row(d1, "layer3")
-    assert layer3.label == "bottleneck ×36" and layer3.shape == (1024, 14, 14) and layer3.jump == (16, 16)
+    assert layer3.label == "bottleneck, bottleneck ×35"  # the first strides: not like the rest
+    assert layer3.shape == (1024, 14, 14) and layer3.jump == (16, 16)
     assert layer3.params == sum(r.params for r in net.summary().rows if r.name.startswith("layer3."))
     d2 = net.summary(depth=2)
     assert len(d2.rows) == 4 + 3 + 8 + 36 + 3 + 3
@@ -144,7 +145,7 @@ def test_human_units():
 
 
 def test_rich_markup_in_labels_is_text():
-    net = graphdsl.load('block b(tag) { conv(4, 1) }\nnetwork n { input 3x8x8  x: b("[bold]") }')
+    net = graphdsl.load(text='block b(tag) { conv(4, 1) }\nnetwork n { input 3x8x8  x: b("[bold]") }')
     assert 'b(tag="[bold]")' in net.summary(depth=1).table()
 
 

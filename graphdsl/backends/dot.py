@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import html
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import graphviz
@@ -21,9 +23,9 @@ from ..files import write_atomic
 from ..ops import REGISTRY
 from ..ops.base import fmt_shape
 from ..passes import inputs_of
+from ..text import escape_controls
 from ..units import TIMES, human
-from ..values import show
-from .scopes import Cluster, Unit, call_text, flatten, output_node, view
+from .scopes import Cluster, Shown, Unit, call_text, flatten, gc_paused, output_node, view
 
 FORMATS = ("svg", "png", "pdf", "dot")
 INSTALL_HELP = ("install Graphviz, which provides `dot`: `apt install graphviz` (Debian, Ubuntu), "
@@ -46,7 +48,56 @@ FOLDED = "#dfe6f0"  # a folded scope or run of blocks
 TERMINAL = "#ffffff"  # input and outputs
 MUTED = "#555555"
 
-__all__ = ["diagram", "write", "family_colour", "ExecutableNotFound", "FORMATS", "INSTALL_HELP"]
+__all__ = ["diagram", "write", "run_dot", "svg", "auto_depth", "family_colour", "ExecutableNotFound", "DotTimeout",
+           "DotError", "FORMATS", "INSTALL_HELP", "MAX_BOXES", "TIMEOUT"]
+
+TIMEOUT = 60.0  # seconds `dot` may take (GRAPHDSL_DOT_TIMEOUT overrides it): past that, a diagram is too big to read
+NARROW_HELP = ("draw fewer levels with `--depth N` (e.g. --depth 1), or list every layer with `graphdsl summary`")
+
+
+class DotTimeout(OSError):
+    """Graphviz's `dot` ran past its time limit (and was stopped): nothing was written. An OSError, so that a
+    face that reports failed writes reports this one too."""
+
+
+class DotError(subprocess.CalledProcessError):
+    """`dot` failed: its message, escaped, rather than the command line."""
+
+    def __str__(self) -> str:
+        said = (self.stderr or b"").decode("utf-8", "replace").strip().splitlines()[:3]
+        return f"graphviz `dot` failed (exit status {self.returncode})" + (
+            ": " + escape_controls(" / ".join(said)) if said else "")
+
+
+def default_timeout() -> float:
+    """TIMEOUT, or GRAPHDSL_DOT_TIMEOUT (seconds) where set to a positive number."""
+    try:
+        value = float(os.environ.get("GRAPHDSL_DOT_TIMEOUT", ""))
+    except ValueError:
+        return TIMEOUT
+    return value if value > 0 else TIMEOUT
+
+
+def run_dot(source: str, format: str, timeout: float | None = None) -> bytes:
+    """The DOT `source` drawn by graphviz's `dot` as `format` (svg, png, pdf), under a time limit.
+
+    Raises ExecutableNotFound where `dot` is missing, DotTimeout (an OSError) where it runs past `timeout`
+    seconds (default: default_timeout()), DotError (a CalledProcessError) where it fails.
+    """
+    exe = shutil.which("dot")
+    if exe is None:
+        raise ExecutableNotFound(["dot"])
+    limit = default_timeout() if timeout is None else timeout
+    cmd = [exe, f"-T{format}"]
+    try:
+        done = subprocess.run(cmd, input=source.encode("utf-8"), capture_output=True, timeout=limit, check=False)
+    except subprocess.TimeoutExpired:  # subprocess.run has killed it
+        boxes = source.count("tooltip=")
+        raise DotTimeout(f"graphviz `dot` did not finish within {limit:g} s ({boxes:,} boxes) and was stopped; "
+                         f"{NARROW_HELP} (GRAPHDSL_DOT_TIMEOUT=SECONDS sets the limit)") from None
+    if done.returncode != 0:
+        raise DotError(done.returncode, cmd, done.stdout, done.stderr)
+    return done.stdout
 
 
 def family_colour(family: str) -> str:
@@ -57,12 +108,18 @@ def family_colour(family: str) -> str:
 
 
 def _html(title: str, sub: str = "", sub2: str = "") -> str:
-    """An HTML-like label: the operator in bold, names and notes smaller below."""
-    text = f"<b>{html.escape(title)}</b>"
+    """An HTML-like label: the operator in bold, names and notes smaller below (hidden characters escaped)."""
+    text = f"<b>{html.escape(escape_controls(title))}</b>"
     for line in (sub, sub2):
         if line:
-            text += f'<br/><font point-size="9" color="{MUTED}">{html.escape(line)}</font>'
+            text += f'<br/><font point-size="9" color="{MUTED}">{html.escape(escape_controls(line))}</font>'
     return f"<{text}>"
+
+
+def _text(text: str) -> str:
+    """A plain DOT string (tooltip, cluster label): hidden characters escaped, backslashes and `<...>`
+    literal."""
+    return graphviz.escape(escape_controls(text))
 
 
 def _local(name: str, op: str) -> str:
@@ -78,11 +135,16 @@ def _figures(g: nx.DiGraph, members: list[str]) -> str:
 
 
 MAX_BOXES = 300  # beyond this a diagram is a scroll, not a picture: `render` folds deeper levels
+MAX_ITEMS = MAX_BOXES  # a longer list of boxes in one scope (a 20,000-way concat, a chain of 100,000 at the top)
+# is drawn as its first and last items around one box that stands for the rest
 
 
+@gc_paused()
 def auto_depth(g: nx.DiGraph, limit: int = MAX_BOXES) -> int | None:
     """None when the default diagram (every level, runs folded) has at most `limit` boxes; else the
-    deepest level whose diagram stays within it (at least 1), to which `graphdsl render` folds."""
+    deepest level whose diagram stays within it (at least 1), to which `graphdsl render` folds. Where even
+    depth 1 has more (thousands of layers side by side at the top), `diagram` draws the first and last of
+    them around one box for the rest, and says so in the diagram's title."""
     if sum(1 for _ in flatten(view(g, depth=None, fold_runs=True))) <= limit:
         return None
     deepest = max((len(d["scope"]) for _, d in g.nodes(data=True)), default=1)
@@ -92,15 +154,65 @@ def auto_depth(g: nx.DiGraph, limit: int = MAX_BOXES) -> int | None:
     return 1
 
 
-def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> graphviz.Digraph:
-    """The diagram of an IR graph (with the figures of graphdsl.passes on its nodes)."""
-    items = view(g, depth=depth, fold_runs=not expand)
+def _members(item) -> list[str]:
+    return item.scope.members if isinstance(item, Cluster) else item.members
+
+
+def _what(g: nx.DiGraph, items: list) -> str:
+    """`conv ×19,700` where the items are all one op or block, else `19,700 items`."""
+    kinds = set()
+    for item in items:
+        if isinstance(item, Cluster):
+            kinds.add(item.scope.info.get("block") if item.scope.kind == "block" else None)
+        elif item.kind == "node":
+            kinds.add(g.nodes[item.id]["op"])
+        else:
+            kinds.add(item.scopes[0].info.get("block") if item.scopes[0].kind == "block" else None)
+        if len(kinds) > 1:
+            break
+    kind = next(iter(kinds)) if len(kinds) == 1 else None
+    return f"{kind} ×{len(items):,}" if kind else f"{len(items):,} items"
+
+
+def cap(g: nx.DiGraph, items: list, limit: int = MAX_ITEMS) -> tuple[list, int]:
+    """`items` with every list of more than `limit` (at any level) cut to its first and last items around
+    one unit of kind "more" that holds the rest; and how many items were left out in all."""
+    left_out = 0
+
+    def cut(entries: list) -> list:
+        nonlocal left_out
+        for item in entries:
+            if isinstance(item, Cluster):
+                item.items = cut(item.items)
+        if len(entries) <= limit:
+            return entries
+        head, tail = (limit - 1) * 2 // 3, (limit - 1) - (limit - 1) * 2 // 3
+        middle = entries[head: len(entries) - tail]
+        left_out += len(middle)
+        first, last = middle[0], middle[-1]
+        name = lambda item: item.scope.name if isinstance(item, Cluster) else item.id  # noqa: E731
+        more = Unit("more", f"{name(first)} … {name(last)}", [n for item in middle for n in _members(item)],
+                    _what(g, middle))
+        return [*entries[:head], more, *entries[len(entries) - tail:]]
+
+    return cut(items), left_out
+
+
+@gc_paused()
+def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False,
+            max_items: int = MAX_ITEMS) -> graphviz.Digraph:
+    """The diagram of an IR graph (with the figures of graphdsl.passes on its nodes). A scope of more
+    than `max_items` boxes side by side or in a row shows its first and last ones around a box for the
+    rest, and the title says how many were left out and how to see them."""
+    items, left_out = cap(g, view(g, depth=depth, fold_runs=not expand), max_items)
+    shown = Shown()
     name = g.graph.get("name", "network")
-    dg = graphviz.Digraph(name=name)
+    dg = graphviz.Digraph(name=escape_controls(name))
     params = sum(d.get("params", 0) for _, d in g.nodes(data=True))
     macs = sum(d.get("macs", 0) for _, d in g.nodes(data=True))
+    note = (f"{left_out:,} boxes not drawn (a list of more than {max_items:,}): {NARROW_HELP}" if left_out else "")
     dg.attr(rankdir="TB", ordering="out", fontname=FONT, fontsize="14", labelloc="t", labeljust="c", nodesep="0.25",
-            ranksep="0.3", newrank="true", label=_html(name, f"{params:,} parameters · {macs:,} MACs"))
+            ranksep="0.3", newrank="true", label=_html(name, f"{params:,} parameters · {macs:,} MACs", note))
     dg.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize="11", margin="0.12,0.04",
             height="0.3", penwidth="0.8")
     dg.attr("edge", fontname=FONT, fontsize="9", fontcolor=MUTED, color="#666666", arrowsize="0.6", penwidth="0.9")
@@ -159,7 +271,7 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
 
     if "input" in g:
         dg.node("input", _html("input"), shape="oval", fillcolor=TERMINAL,
-                tooltip=f"input {fmt_shape(g.nodes['input']['shape'], TIMES)}")
+                tooltip=_text(f"input {fmt_shape(g.nodes['input']['shape'], TIMES)}"))
 
     split_from = {b for a, b, _ in routed if a.endswith(" (split)")}
     outs: dict[str, list[str]] = {}
@@ -193,9 +305,9 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
                 scope = item.scope
                 sub = graphviz.Digraph(name=f"cluster_{scope.name}")
                 title = scope.name + (f" · {item.label}" if item.label else "")
-                sub.attr(label=title, fontname=FONT, fontsize="10", fontcolor="#333333", labeljust="l",
+                sub.attr(label=_text(title), fontname=FONT, fontsize="10", fontcolor="#333333", labeljust="l",
                          style="rounded", color="#aaaaaa", penwidth="0.8",
-                         tooltip=call_text(scope, limit=200) or title)
+                         tooltip=_text(call_text(scope, limit=200, shown=shown) or title))
                 draw(sub, item.items, scope.path)
                 target.subgraph(sub)
             else:
@@ -205,7 +317,7 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
         if u.kind == "node":
             d = g.nodes[u.id]
             op = REGISTRY[d["op"]]
-            tip = f"{u.id}: {op.label(d['attrs'])} → {fmt_shape(d['shape'], TIMES)}"
+            tip = _text(f"{u.id}: {op.label(d['attrs'])} → {fmt_shape(d['shape'], TIMES)}")
             if d["op"] == "add":
                 target.node(u.id, "+", shape="circle", fillcolor=family_colour(op.family), fontsize="14",
                             width="0.3", height="0.3", margin="0", fixedsize="true", tooltip=tip)
@@ -214,8 +326,12 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
                             fillcolor=family_colour(op.family), tooltip=tip)
             return
         out = g.nodes[output_node(g, u.members)]["shape"]
-        tip = f"{u.id}: {_figures(g, u.members)} → {fmt_shape(out, TIMES)}"
-        if u.kind == "run":
+        tip = _text(f"{u.id}: {_figures(g, u.members)} → {fmt_shape(out, TIMES)}")
+        if u.kind == "more":
+            target.node(u.id, _html(f"… {u.label}", f"{len(u.members):,} layers not drawn", _figures(g, u.members)),
+                        fillcolor=FOLDED, style="filled,dashed", margin="0.2,0.1",
+                        tooltip=_text(f"{u.id}: not drawn; {NARROW_HELP}"))
+        elif u.kind == "run":
             where = f"{u.scopes[0].name} … {u.scopes[-1].name}"
             if u.whole is not None:
                 where = f"{u.whole.name} ({where})"
@@ -223,7 +339,7 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
                         fillcolor=FOLDED, margin="0.2,0.1", tooltip=tip)
         else:
             scope = u.scopes[0]
-            args = ", ".join(f"{k}={show(v)}" for k, v in scope.info.get("args", {}).items())
+            args = ", ".join(f"{k}={shown(v)}" for k, v in scope.info.get("args", {}).items())
             where = f"{u.id}: {args}" if args and len(args) <= 60 else u.id
             target.node(u.id, _html(u.label or "group", where, _figures(g, u.members)), fillcolor=FOLDED,
                         peripheries="2", tooltip=tip)
@@ -238,9 +354,11 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False) -> gr
             sink.attr(rank="sink")
             for oname, n in outputs:
                 sink.node(f"output {oname}", _html(oname), shape="oval", fillcolor=TERMINAL,
-                          tooltip=f"output {oname}: {fmt_shape(g.nodes[n]['shape'], TIMES)}")
+                          tooltip=_text(f"output {oname}: {fmt_shape(g.nodes[n]['shape'], TIMES)}"))
         for oname, n in outputs:
             dg.edge(owner[n], f"output {oname}", label=" " + fmt_shape(g.nodes[n]["shape"], TIMES))
+    # the last word: whatever a name of the IR holds, no hidden character reaches the DOT text raw
+    dg.body[:] = [escape_controls(line, keep="\n\t") for line in dg.body]
     return dg
 
 
@@ -255,12 +373,21 @@ def format_of(path: str | os.PathLike, format: str | None = None) -> str:
     return fmt
 
 
-def write(graph: graphviz.Digraph, path: str | os.PathLike, format: str | None = None) -> Path:
+def write(graph: graphviz.Digraph, path: str | os.PathLike, format: str | None = None,
+          timeout: float | None = None) -> Path:
     """Write the diagram (svg, png, pdf, or the DOT source) atomically: all of it or nothing.
 
-    Raises graphviz.ExecutableNotFound where the `dot` program is missing (nothing is written then).
+    Raises graphviz.ExecutableNotFound where the `dot` program is missing, DotTimeout (an OSError) where it
+    runs past `timeout` seconds (default_timeout(): 60, or GRAPHDSL_DOT_TIMEOUT), DotError where it fails;
+    nothing is written then.
     """
     fmt = format_of(path, format)
-    data = graph.source.encode("utf-8") if fmt == "dot" else graph.pipe(format=fmt)
+    data = graph.source.encode("utf-8") if fmt == "dot" else run_dot(graph.source, fmt, timeout)
     write_atomic(path, data)
     return Path(path)
+
+
+def svg(g: nx.DiGraph, timeout: float | None = None) -> str:
+    """The diagram as SVG text, folded to auto_depth as `graphdsl render` draws it, under the time limit
+    (for notebooks). Raises what run_dot raises."""
+    return run_dot(diagram(g, depth=auto_depth(g)).source, "svg", timeout).decode("utf-8")

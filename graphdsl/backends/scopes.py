@@ -8,7 +8,7 @@ share. It reads the IR only: node scopes, shapes, figures and `g.graph["scopes"]
 - A *cluster* is a scope drawn open, holding units and clusters.
 
 >>> import graphdsl
->>> net = graphdsl.load('''
+>>> net = graphdsl.load(text='''
 ... block b(c) { conv(c, 3, pad=1) relu }
 ... network n { input 3x8x8  stem: conv(8, 1)  body: b(8) * 3 }
 ... ''')
@@ -20,6 +20,9 @@ share. It reads the IR only: node scopes, shapes, figures and `g.graph["scopes"]
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -27,6 +30,19 @@ import networkx as nx
 
 from ..passes import inputs_of
 from ..values import show
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic GC while a back end builds its many small objects (rows, AST nodes, DOT lines):
+    otherwise each collection rescans everything built so far and the time grows faster than the graph."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclass
@@ -91,35 +107,73 @@ def scope_tree(g: nx.DiGraph) -> Scope:
     return root
 
 
-def describe(scope: Scope, g: nx.DiGraph) -> str:
+def describe(scope: Scope, g: nx.DiGraph, sigs: Signatures | None = None) -> str:
     """What a scope is, in a few words: its block, what its children have in common, or both:
-    `bottleneck`, `bottleneck ×36`, `resnet_stage (bottleneck ×36)`."""
-    inner = contents(scope, g)
+    `bottleneck`, `bottleneck ×36`, `resnet_stage (bottleneck ×36)`. With `sigs` (for a scope folded into one
+    box, whose children are not drawn), a count of identical children only: `bottleneck, bottleneck ×35`."""
+    inner = contents(scope, g, sigs)
     if scope.kind == "block":
         block = scope.info.get("block", "")
         return f"{block} ({inner})" if inner and inner.split(" ×")[0] != block else block
     return inner
 
 
-def contents(scope: Scope, g: nx.DiGraph) -> str:
-    """`bottleneck ×36` where a scope's children are all calls of one block (or, for a labelled
-    repeat, one op); empty otherwise."""
+def contents(scope: Scope, g: nx.DiGraph, sigs: Signatures | None = None) -> str:
+    """`bottleneck ×36` where a scope's children are all calls of one block (or, for a labelled repeat, one
+    op); empty otherwise. With `sigs`, the label of a folded scope, whose children are not drawn: `×N` counts
+    identical children only, `bottleneck, bottleneck ×35` where the first differs (it strides, or takes
+    other input channels), so that a box never says ×N of calls whose shapes or parameters differ."""
     kinds = []
     for child in scope.children:
         if isinstance(child, Scope):
             kinds.append(child.info.get("block") if child.kind == "block" else None)
         else:  # `conv ×3` for a labelled repeat only: a group of different convs is no repeat
             kinds.append(g.nodes[child]["op"] if scope.kind == "repeat" else None)
-    if kinds and kinds[0] is not None and all(k == kinds[0] for k in kinds):
-        return f"{kinds[0]} ×{len(kinds)}" if len(kinds) > 1 else kinds[0]
-    return ""
+    if not kinds or kinds[0] is None or any(k != kinds[0] for k in kinds):
+        return ""
+    name = kinds[0]
+    if len(kinds) == 1:
+        return name
+    if sigs is None:
+        return f"{name} ×{len(kinds)}"
+    runs: list[int] = []  # lengths of the runs of identical children
+    previous = None
+    for child in scope.children:
+        sig = sigs.of(child)
+        if runs and sig == previous:
+            runs[-1] += 1
+        else:
+            runs.append(1)
+        previous = sig
+    if len(runs) == 1:
+        return f"{name} ×{len(kinds)}"
+    if len(runs) <= 3:
+        return ", ".join(name if k == 1 else f"{name} ×{k}" for k in runs)
+    return f"{name} ×{len(kinds)}, {len(runs)} different"
 
 
-def call_text(scope: Scope, limit: int = 60) -> str:
-    """`bottleneck(planes=256, stride=2)`: a block call with its arguments, shortened past `limit`."""
+class Shown:
+    """values.show, once per list object: a big argument shared by thousands of block calls (a settings
+    table passed to each) is written once, not once a call."""
+
+    def __init__(self):
+        self.cache: dict[int, tuple[tuple, str]] = {}  # id -> (the value, kept alive so its id stays its own; text)
+
+    def __call__(self, value) -> str:
+        if not isinstance(value, tuple):
+            return show(value)
+        found = self.cache.get(id(value))
+        if found is None:
+            found = self.cache[id(value)] = (value, show(value))
+        return found[1]
+
+
+def call_text(scope: Scope, limit: int = 60, shown=show) -> str:
+    """`bottleneck(planes=256, stride=2)`: a block call with its arguments, shortened past `limit`. `shown`
+    writes a value (a Shown, where many calls are written)."""
     if scope.kind != "block":
         return ""
-    args = ", ".join(f"{k}={show(v)}" for k, v in scope.info.get("args", {}).items())
+    args = ", ".join(f"{k}={shown(v)}" for k, v in scope.info.get("args", {}).items())
     text = f"{scope.info.get('block', '')}({args})"
     return text if len(text) <= limit else text[: limit - 2] + "…)"
 
@@ -143,34 +197,89 @@ def output_node(g: nx.DiGraph, members: list[str]) -> str:
     return outs[-1] if outs else members[-1]
 
 
-def _integral(args: dict) -> dict:
-    """Arguments with their real numbers blanked: blocks that differ only in a rate (the stochastic-depth
-    probability that grows along ConvNeXt and EfficientNet) have the same layers, shapes and costs."""
-    return {k: "<number>" if isinstance(v, float) else v for k, v in args.items()}
+def _scalar(value) -> bytes:
+    text = f"{type(value).__name__}:{value!r}".encode("utf-8", "surrogatepass")
+    return len(text).to_bytes(8, "little") + text
 
 
-def signature(g: nx.DiGraph, scope: Scope) -> tuple:
-    """Equal for scopes that hold the same layers, named, shaped and wired the same way, on inputs of
-    the same shapes."""
+def value_key(value, memo: dict[int, bytes]):
+    """A key of a value, equal for equal values (types included: `1`, `1.0`, `true` differ). A list is keyed
+    by a digest of its items' keys, computed once per list object (memo, by id: the values must stay
+    alive while it is used): a list built by sharing (`[a, a, a]` of `[b, b, b]`...) costs its distinct
+    parts, not its length, and nothing recurses, however deep the nesting."""
+    if not isinstance(value, tuple):
+        return _scalar(value)
+    stack: list[tuple[tuple, bool]] = [(value, False)]
+    while stack:
+        v, ready = stack.pop()
+        if id(v) in memo:
+            continue
+        if not ready:
+            stack.append((v, True))
+            stack.extend((c, False) for c in v if isinstance(c, tuple) and id(c) not in memo)
+            continue
+        h = hashlib.blake2b(digest_size=16)
+        h.update(len(v).to_bytes(8, "little"))
+        for c in v:
+            h.update(b"L" + memo[id(c)] if isinstance(c, tuple) else b"S" + _scalar(c))
+        memo[id(v)] = h.digest()
+    return memo[id(value)]
+
+
+def args_key(args: dict, memo: dict[int, bytes]) -> tuple:
+    """Arguments (of a block call or an op) as a key, their real numbers blanked: blocks that differ only in
+    a rate (the stochastic-depth probability that grows along ConvNeXt and EfficientNet) have the same
+    layers, shapes and costs."""
+    return tuple((k, "<number>" if isinstance(v, float) else value_key(v, memo)) for k, v in args.items())
+
+
+def signature(g: nx.DiGraph, scope: Scope, memo: dict[int, bytes] | None = None) -> tuple:
+    """Equal for scopes that hold the same layers, named, shaped, costed and wired the same way, on inputs
+    of the same shapes. Linear in the scope's members."""
+    memo = {} if memo is None else memo
     prefix = len(scope.path)
     ext, _ = boundary(g, scope.members)
+    at = {p: i for i, p in enumerate(ext)}
     local = {n: ".".join(g.nodes[n]["scope"][prefix:]) for n in scope.members}
     rows = []
     for n in scope.members:
         d = g.nodes[n]
-        wires = tuple(local.get(p, ("ext", ext.index(p) if p in ext else -1)) for p in inputs_of(g, n))
-        rows.append((local[n], d["op"], repr(_integral(d["attrs"])), d["shape"], wires))
-    info = (scope.kind, scope.info.get("block"), repr(_integral(scope.info.get("args") or {})))
+        wires = tuple(local[p] if p in local else ("ext", at.get(p, -1)) for p in inputs_of(g, n))
+        rows.append((local[n], d["op"], args_key(d["attrs"], memo), d["shape"], d.get("params"), wires))
+    info = (scope.kind, scope.info.get("block"), args_key(scope.info.get("args") or {}, memo))
     # the shapes coming in: calls with the same arguments on other inputs differ in parameters (16->32, 32->32)
     return info, tuple(g.nodes[p]["shape"] for p in ext), tuple(rows)
 
 
-def _run_length(g: nx.DiGraph, children: list, i: int, sigs: dict) -> int:
+class Signatures:
+    """The signatures of a graph's scopes (and, for labels, of its nodes), each computed once."""
+
+    def __init__(self, g: nx.DiGraph):
+        self.g = g
+        self.memo: dict[int, bytes] = {}
+        self.found: dict = {}
+
+    def of(self, item) -> tuple:
+        """The signature of a Scope, or of a node: its op, arguments, input shapes and parameters."""
+        key = item.path if isinstance(item, Scope) else item
+        sig = self.found.get(key)
+        if sig is None:
+            if isinstance(item, Scope):
+                sig = signature(self.g, item, self.memo)
+            else:
+                d = self.g.nodes[item]
+                sig = (d["op"], args_key(d["attrs"], self.memo), tuple(self.g.nodes[p]["shape"] for p in
+                                                                       inputs_of(self.g, item)), d.get("params"))
+            self.found[key] = sig
+        return sig
+
+
+def _run_length(g: nx.DiGraph, children: list, i: int, sigs: Signatures) -> int:
     """How many scopes from children[i] on are identical and chained one into the next."""
     first = children[i]
     if not isinstance(first, Scope):
         return 1
-    sig = sigs.setdefault(first.path, signature(g, first))
+    sig = sigs.of(first)
     j = i + 1
     prev = first
     while j < len(children) and isinstance(children[j], Scope):
@@ -179,7 +288,7 @@ def _run_length(g: nx.DiGraph, children: list, i: int, sigs: dict) -> int:
         _, outs = boundary(g, prev.members)
         if len(outs) != 1 or ins != outs:
             break
-        if sigs.setdefault(nxt.path, signature(g, nxt)) != sig:
+        if sigs.of(nxt) != sig:
             break
         prev = nxt
         j += 1
@@ -189,7 +298,7 @@ def _run_length(g: nx.DiGraph, children: list, i: int, sigs: dict) -> int:
 def view(g: nx.DiGraph, depth: int | None = None, fold_runs: bool = True) -> list:
     """The network as clusters and units: scopes at `depth` fold into one unit each, and (with
     `fold_runs`) a run of two or more identical, chained sibling scopes folds into one unit."""
-    sigs: dict = {}
+    sigs = Signatures(g)
 
     def walk(scope: Scope) -> list:
         items: list = []
@@ -209,14 +318,14 @@ def view(g: nx.DiGraph, depth: int | None = None, fold_runs: bool = True) -> lis
                 items.append(Unit("run", f"{scopes[0].name}..{scopes[-1].name}", members,
                                   f"{what or 'group'} ×{run}", scopes))
             elif depth is not None and len(child.path) >= depth:
-                items.append(Unit("scope", child.name, list(child.members), describe(child, g), [child]))
+                items.append(Unit("scope", child.name, list(child.members), describe(child, g, sigs), [child]))
             else:
                 inner = walk(child)
                 if len(inner) == 1 and isinstance(inner[0], Unit) and inner[0].kind == "run":
                     inner[0].whole = child  # a cluster around one folded run says nothing more
                     items.append(inner[0])
                 else:
-                    items.append(Cluster(child, inner, describe(child, g)))
+                    items.append(Cluster(child, inner, describe(child, g)))  # its children drawn: ×N says enough
             i += run
         return items
 

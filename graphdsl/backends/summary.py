@@ -4,7 +4,7 @@ It reads the IR only, never runs the network and never imports torch. Memory fig
 4 bytes a value, at batch 1.
 
 >>> import graphdsl
->>> s = graphdsl.load("network n { input 3x32x32  c: conv(8, 3)  relu }").summary()
+>>> s = graphdsl.load(text="network n { input 3x32x32  c: conv(8, 3)  relu }").summary()
 >>> [(r.name, r.label, r.shape, r.params, r.macs, r.rf) for r in s.rows]
 [('c', 'conv 3×3, 8', (8, 30, 30), 224, 194400, (3, 3)), ('1', 'relu', (8, 30, 30), 0, 0, (3, 3))]
 >>> s.totals["params"], s.totals["activations"]
@@ -16,18 +16,46 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import asdict, dataclass
+import re
+from dataclasses import dataclass
 
 import networkx as nx
+from rich.cells import cell_len
 
 from ..ops import REGISTRY
 from ..ops.base import fmt_shape
 from ..passes import FIGURES, inputs_of
+from ..text import escape_controls, is_hidden
 from ..units import TIMES, figure, human_bytes
-from .scopes import call_text, output_node, units
+from .scopes import Shown, call_text, gc_paused, output_node, units
 
 BYTES = 4  # float32
 FORMATS = ("table", "json", "csv", "markdown")
+SHOW_FROM = 8  # the `From` cell of a merge of thousands names the first few and counts the rest
+_NOT_ASCII = re.compile(r"[^\x00-\x7e]")
+
+
+def json_text(data, indent: int | None = 2) -> str:
+    """JSON text safe to print: as json.dumps(ensure_ascii=False), but every control, format (bidi,
+    zero-width) or separator character, which json.dumps leaves raw above U+007F, written as a `\\uXXXX`
+    escape. The value read back is the same; only a terminal sees the difference."""
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    if text.isascii() and "\x7f" not in text:
+        return text
+
+    def escape(m: re.Match) -> str:
+        ch = m.group()
+        if not is_hidden(ch):
+            return ch
+        units = ch.encode("utf-16-be", "surrogatepass")
+        return "".join(f"\\u{int.from_bytes(units[i:i + 2], 'big'):04x}" for i in range(0, len(units), 2))
+
+    return _NOT_ASCII.sub(escape, text)
+
+
+def _plain(text: str) -> str:
+    """A cell, a caption: one line, nothing hidden (a spec's strings can hold ESC, bidi overrides...)."""
+    return escape_controls(text)
 
 
 @dataclass(frozen=True)
@@ -52,16 +80,18 @@ class Row:
         return self.activations * BYTES
 
     def to_json(self) -> dict:
-        d = asdict(self)
-        d.update(shape=list(self.shape), rf=list(self.rf), jump=list(self.jump), inputs=list(self.inputs),
-                 activation_bytes=self.activation_bytes)
-        return d
+        """Plain data, the fields in order (written out: dataclasses.asdict deep-copies, 100,000 rows slowly)."""
+        return {"name": self.name, "op": self.op, "label": self.label, "shape": list(self.shape),
+                "params": self.params, "buffers": self.buffers, "macs": self.macs, "other_ops": self.other_ops,
+                "activations": self.activations, "rf": list(self.rf), "jump": list(self.jump),
+                "inputs": list(self.inputs), "activation_bytes": self.activation_bytes}
 
 
 def rows(g: nx.DiGraph, depth: int | None = None) -> list[Row]:
     """The rows of the summary, in graph order. Needs the figures of graphdsl.passes on the nodes."""
     found = units(g, depth)
     owner = {n: u.id for u in found for n in u.members}
+    shown = Shown()
     out = []
     for u in found:
         members = set(u.members)
@@ -76,17 +106,13 @@ def rows(g: nx.DiGraph, depth: int | None = None) -> list[Row]:
         else:
             scope = u.scopes[0]
             op = scope.info.get("block", "group") if scope.kind == "block" else "group"
-            label = _scope_label(scope, u)
+            label = call_text(scope, shown=shown) or u.label or "group"
         last = g.nodes[output_node(g, u.members)]
         sums = {k: sum(g.nodes[n][k] for n in u.members) for k in FIGURES}
         shape = last["shape"] if isinstance(last["shape"], tuple) else tuple(last["shape"])  # ChannelsLast stays
         out.append(Row(u.id, op, label, shape, **sums, rf=tuple(last["rf"]),
                        jump=tuple(last["jump"]), inputs=tuple(feeds)))
     return out
-
-
-def _scope_label(scope, unit) -> str:
-    return call_text(scope) or unit.label or "group"
 
 
 def totals(g: nx.DiGraph) -> dict:
@@ -112,7 +138,8 @@ class Summary:
         self.graph = g
         self.depth = depth
         self.partial = partial  # the graph stops at an error: say so
-        self.rows = rows(g, depth)
+        with gc_paused():
+            self.rows = rows(g, depth)
         self.totals = totals(g)
 
     @property
@@ -134,35 +161,45 @@ class Summary:
             "totals": self.totals,
         }
 
+    @gc_paused()
     def json(self) -> str:
-        return json.dumps(self.to_json(), indent=2, ensure_ascii=False)
+        """`to_json()` as JSON text, hidden characters escaped (see `json_text`)."""
+        return json_text(self.to_json())
 
+    @gc_paused()
     def csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["name", "op", "label", "shape", *FIGURES, "activation_bytes", "rf_h", "rf_w", "jump_h",
                     "jump_w", "inputs"])
         for r in self.rows:
-            w.writerow([r.name, r.op, r.label, "x".join(map(str, r.shape)), r.params, r.buffers, r.macs, r.other_ops,
-                        r.activations, r.activation_bytes, *r.rf, *r.jump, " ".join(r.inputs)])
+            w.writerow([_plain(r.name), _plain(r.op), _plain(r.label), "x".join(map(str, r.shape)), r.params,
+                        r.buffers, r.macs, r.other_ops, r.activations, r.activation_bytes, *r.rf, *r.jump,
+                        _plain(" ".join(r.inputs))])
         return buf.getvalue()
 
     # ---- for people ----------------------------------------------------------------------------
 
-    WIDE = 1_000  # the table keeps its natural width; nothing wraps below this
     HEADERS = ("Layer", "Operator", "Output", "Params", "MACs", "Act. memory", "RF", "Stride", "From")
+    RIGHT = frozenset({"Params", "MACs", "Act. memory", "RF", "Stride"})  # right-justified columns
     LEGEND = ("MACs: conv + linear multiply-accumulates. Act. memory: the row's outputs, float32, batch 1.\n"
               "RF: receptive field. Stride: cumulative stride. "
               "From: the rows that feed this one (blank: the row above).")
 
     def cells(self) -> list[tuple[str, ...]]:
-        """The table's text: `From` is left blank where a row takes just the row above."""
+        """The table's text, hidden characters escaped: `From` is left blank where a row takes just the row
+        above, and names the first SHOW_FROM rows of a wider merge and counts the rest."""
         out = []
         previous = "input"
         for r in self.rows:
-            source = "" if r.inputs == (previous,) else ", ".join(r.inputs)
-            out.append((r.name, r.label, fmt_shape(r.shape, TIMES), f"{r.params:,}", f"{r.macs:,}",
-                        human_bytes(r.activation_bytes), dims(r.rf), dims(r.jump), source))
+            if r.inputs == (previous,):
+                source = ""
+            elif len(r.inputs) > SHOW_FROM:
+                source = ", ".join(r.inputs[:SHOW_FROM]) + f", … {len(r.inputs) - SHOW_FROM:,} more"
+            else:
+                source = ", ".join(r.inputs)
+            out.append((_plain(r.name), _plain(r.label), fmt_shape(r.shape, TIMES), f"{r.params:,}", f"{r.macs:,}",
+                        human_bytes(r.activation_bytes), dims(r.rf), dims(r.jump), _plain(source)))
             previous = r.name
         return out
 
@@ -184,7 +221,7 @@ class Summary:
         shape = fmt_shape(g["input_shape"], TIMES) if "input_shape" in g else "?"
         at = f", depth {self.depth}" if self.depth is not None else ""
         cut = " (PARTIAL: the layers before the first error)" if self.partial else ""
-        return f"{self.name}: input {shape}, {self.totals['layers']:,} layers{at}{cut}"
+        return _plain(f"{self.name}: input {shape}, {self.totals['layers']:,} layers{at}{cut}")
 
     def renderable(self):
         """The summary as rich renderables (a table of rows and a grid of totals)."""
@@ -194,9 +231,8 @@ class Summary:
         from rich.text import Text
 
         table = Table(box=box.SIMPLE_HEAD, title=self.caption(), title_justify="left", pad_edge=False)
-        right = {"Params", "MACs", "Act. memory", "RF", "Stride"}
         for h in self.HEADERS:
-            table.add_column(h, justify="right" if h in right else "left", no_wrap=True)
+            table.add_column(h, justify="right" if h in self.RIGHT else "left", no_wrap=True)
         for cells in self.cells():
             table.add_row(*(Text(c) for c in cells))  # Text: a `[` in a label is no rich markup
         grid = Table.grid(padding=(0, 2))
@@ -206,24 +242,35 @@ class Summary:
             grid.add_row(Text(k), Text(v))
         return Group(table, Text(self.LEGEND, style="dim"), Text(""), grid)
 
+    @gc_paused()
     def table(self) -> str:
-        """Plain text, as wide as the table needs (never wrapped to a terminal)."""
-        from rich.console import Console
+        """Plain text, as wide as the table needs (never wrapped to a terminal): the layout `renderable()`
+        prints through rich, written directly, in time linear in the rows (rich takes ~1 ms a row)."""
+        right = [h in self.RIGHT for h in self.HEADERS]
+        rows = [self.HEADERS, *self.cells()]
+        widths = [max(cell_len(r[i]) for r in rows) for i in range(len(self.HEADERS))]
 
-        console = Console(file=io.StringIO(), width=self.WIDE, color_system=None, force_terminal=False,
-                          legacy_windows=False, emoji=False, highlight=False, markup=False)
-        console.print(self.renderable(), crop=False)
-        text = console.file.getvalue()
-        return "\n".join(line.rstrip() for line in text.splitlines()) + "\n"
+        def line(cells) -> str:
+            padded = [" " * (w - cell_len(c)) + c if r else c + " " * (w - cell_len(c))
+                      for c, w, r in zip(cells, widths, right)]
+            return (" " + "   ".join(padded)).rstrip()
 
+        out = [self.caption(), "", line(self.HEADERS), " " + "─" * (sum(widths) + 3 * (len(widths) - 1))]
+        out += [line(cells) for cells in rows[1:]]
+        out += ["", *self.LEGEND.split("\n"), ""]
+        totals = self.total_lines()
+        key = max(cell_len(k) for k, _ in totals)
+        out += [(k + " " * (key - cell_len(k)) + "  " + v).rstrip() for k, v in totals]
+        return "\n".join(out) + "\n"
+
+    @gc_paused()
     def markdown(self) -> str:
         def esc(s: str) -> str:
             return s.replace("|", "\\|")
 
-        right = {"Params", "MACs", "Act. memory", "RF", "Stride"}
         lines = [f"**{esc(self.caption())}**", "",
                  "| " + " | ".join(self.HEADERS) + " |",
-                 "|" + "|".join("---:" if h in right else "---" for h in self.HEADERS) + "|"]
+                 "|" + "|".join("---:" if h in self.RIGHT else "---" for h in self.HEADERS) + "|"]
         lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in self.cells()]
         lines += ["", self.LEGEND, "", "| Total | |", "|---|---|"]
         lines += [f"| {k} | {esc(v)} |" for k, v in self.total_lines()]

@@ -1,7 +1,7 @@
 """The PyTorch backend: the IR as the Python source of a `torch.nn.Module`, and that source built.
 
 >>> import graphdsl
->>> net = graphdsl.load("network tiny { input 3x8x8  conv1: conv(4, 3, pad=1)  relu  flatten  fc: linear(10) }")
+>>> net = graphdsl.load(text="network tiny { input 3x8x8  conv1: conv(4, 3, pad=1)  relu  flatten  fc: linear(10) }")
 >>> print(net.source().split("\\n\\n\\n")[1])
 class Tiny(nn.Module):
     \"\"\"Input N x 3 x 8 x 8; output `output` N x 10.\"\"\"
@@ -76,7 +76,9 @@ import ast as pyast
 import builtins
 import functools
 import hashlib
+import heapq
 import inspect
+import itertools
 import keyword
 import linecache
 import os
@@ -94,7 +96,7 @@ from ..ops import REGISTRY
 from ..ops.base import is_channels_last, py
 from ..passes import inputs_of
 from ..values import show
-from .scopes import Scope, output_node, scope_tree
+from .scopes import Scope, gc_paused, output_node, scope_tree
 
 # ---- names -----------------------------------------------------------------------------------------
 
@@ -146,6 +148,8 @@ class Namespace:
         self.reserved = frozenset(reserved)
         self.taken: set[str] = set()
         self.sep = sep
+        self.counters: dict[str, int] = {}  # base -> the last suffix tried: names are never given back, so the
+        # next free one is never below it (20,000 branches named `out` cost 20,000 tries, not 200 million)
 
     def usable(self, name: str) -> bool:
         return (bool(_IDENT.match(name)) and not name.startswith("__") and not keyword.iskeyword(name)
@@ -159,9 +163,12 @@ class Namespace:
         if not self.usable(base):
             base += "_"
         name, i = base, 1
-        while name in self.taken or not self.usable(name):
-            i += 1
-            name = f"{base}{self.sep if self.sep or not base[-1].isdigit() else '_'}{i}"
+        if name in self.taken or not self.usable(name):
+            i = self.counters.get(base, 1)
+            while name in self.taken or not self.usable(name):
+                i += 1
+                name = f"{base}{self.sep if self.sep or not base[-1].isdigit() else '_'}{i}"
+            self.counters[base] = i
         self.taken.add(name)
         return name
 
@@ -296,6 +303,8 @@ class Generated:
 # Sequentials nest inline up to this indentation; deeper ones become classes (Python's parser allows
 # at most 200 nested brackets).
 MAX_INLINE_DEPTH = 24
+# A merge of more inputs is written in pieces of this many (Python's parser nests `a + b + ...` one level a term).
+MERGE_PIECE = 64
 CLASS_REF = "__graphdsl_class__"  # stands for a child class's constructor until classes are parametrised
 # Names of positional constructor arguments, for class parameters that no block argument explains.
 ARG_NAMES = {"nn.Conv2d": ("in_channels", "out_channels"), "nn.BatchNorm2d": ("num_features",),
@@ -323,6 +332,30 @@ def _merge_shapes(instances: list[tuple]) -> tuple:
     return tuple(merged)
 
 
+def same_value(a, b) -> bool:
+    """Whether two values are the same, type included (`1`, `1.0` and `true` differ, as their reprs do).
+    Without recursion, and in time bounded by the smaller: a block argument may be a list of thousands,
+    or nested deep, and the other side is a constructor's literal.
+
+    >>> same_value((1, (2, 3)), (1, (2, 3))), same_value(1, 1.0), same_value((1,), (True,))
+    (True, False, False)
+    """
+    stack = [(a, b)]
+    while stack:
+        x, y = stack.pop()
+        if x is y:
+            continue
+        if type(x) is not type(y):
+            return False
+        if isinstance(x, tuple):
+            if len(x) != len(y):
+                return False
+            stack.extend(zip(x, y))
+        elif repr(x) != repr(y):  # scalars: 0.0 and -0.0 differ, as their reprs
+            return False
+    return True
+
+
 def _literal(node) -> bool:
     try:
         pyast.literal_eval(node)
@@ -338,10 +371,14 @@ def _func_name(node) -> str:
         return ""
 
 
+def _is_class_ref(expr: pyast.expr) -> bool:
+    return isinstance(expr, pyast.Call) and isinstance(expr.func, pyast.Name) and expr.func.id == CLASS_REF
+
+
 def _rewrite(expr: pyast.expr, on_literal, on_class) -> pyast.expr:
     """A copy of a constructor call with each literal argument replaced by `on_literal(hint, node)`
     and each child-class placeholder by `on_class(instance)`, visited in source order."""
-    if isinstance(expr, pyast.Call) and isinstance(expr.func, pyast.Name) and expr.func.id == CLASS_REF:
+    if _is_class_ref(expr):
         return on_class(expr.graphdsl_instance)
     if isinstance(expr, pyast.BinOp):  # `torch.ones(96, 1, 1) * 1e-06` (a bare parameter's initial value)
         sides = [on_literal("arg", x) if _literal(x) else _rewrite(x, on_literal, on_class)
@@ -386,6 +423,7 @@ class Generator:
         self.diagnostics: list[Diagnostic] = []
         self.imports: set[str] = set()
         self.uses_ordered_dict = False
+        self._inputs: dict[str, list[str]] = {}
 
     # ---- tree ------------------------------------------------------------------------------------------
 
@@ -410,9 +448,11 @@ class Generator:
                 self._interface(child)
                 box.members += child.members
         inside = set(box.members)
+        seen = set(box.ins)
         for m in box.members:
-            for p in inputs_of(self.g, m):
-                if p not in inside and p not in box.ins:
+            for p in self.inputs(m):
+                if p not in inside and p not in seen:
+                    seen.add(p)
                     box.ins.append(p)
         box.outs = [m for m in box.members
                     if m in self.output_set or any(s not in inside for s in self.g.successors(m))]
@@ -424,10 +464,17 @@ class Generator:
     def op(self, node: str):
         return REGISTRY[self.g.nodes[node]["op"]]
 
+    def inputs(self, node: str) -> list[str]:
+        """inputs_of, sorted once per node (the decisions below ask several times)."""
+        found = self._inputs.get(node)
+        if found is None:
+            found = self._inputs[node] = inputs_of(self.g, node)
+        return found
+
     def attrs(self, node: str) -> dict:
         """The node's attributes, with `inplace` only where writing into the input harms nothing."""
         a = dict(self.g.nodes[node]["attrs"])
-        preds = inputs_of(self.g, node)
+        preds = self.inputs(node)
         if a.get("inplace") and not all(self.writable(p) for p in preds):
             a["inplace"] = False
         if self.op(node).accumulates:
@@ -444,16 +491,21 @@ class Generator:
             op = self.op(node)
             if not op.aliases_input:
                 return op.overwritable
-            node = inputs_of(self.g, node)[0]
+            node = self.inputs(node)[0]
 
     def in_shapes(self, node: str) -> list[tuple]:
-        return [self.g.nodes[p]["shape"] for p in inputs_of(self.g, node)]
+        return [self.g.nodes[p]["shape"] for p in self.inputs(node)]
 
     def module_form(self, node: str) -> str | None:
         return self.op(node).torch_module(self.attrs(node), self.in_shapes(node))
 
     def call_form(self, node: str, args: list[str]) -> str | None:
         return self.op(node).torch_call(self.attrs(node), args, self.in_shapes(node))
+
+    def binary_fold(self, node: str, n: int) -> bool:
+        """Whether an op of `n` inputs lowers to a chain of `n - 1` binary operations (`a + b + c`)."""
+        op = self.op(node)
+        return op.merges and op.torch_nodes(self.attrs(node), n) == n - 1
 
     def has_state(self, node: str) -> bool:
         d = self.g.nodes[node]
@@ -494,7 +546,10 @@ class Generator:
                        f"`{box.name}`", box, help=f"rename it, e.g. `{box.name}_`")
 
     @staticmethod
+    @functools.lru_cache(maxsize=4096)
     def ctor(form: str) -> pyast.expr:
+        """The constructor call `form` as an AST, parsed once per text (a chain of 100,000 equal convs
+        parses one); the tree is shared, so nothing may change it in place (`_rewrite` copies)."""
         expr = pyast.parse(form, mode="eval").body
         if not isinstance(expr, pyast.Call):
             raise AssertionError(f"a module constructor must be a call, got {form!r}")
@@ -594,6 +649,38 @@ class Generator:
             held = holds.get(v)
             return held is None or last_use.get(held, -1) <= i
 
+        # The generic variables (`x`, `out`, `out_2`...) in order of creation, and which may be free: a
+        # variable is free from the item that last reads what it holds. `first_free` finds the first free
+        # one in creation order as a scan of them all would, in logarithmic time (a 20,000-way concat keeps
+        # 20,000 variables alive).
+        rank: dict[str, int] = {}
+        waiting: list[tuple[float, int, str]] = []  # (free from item, rank, variable)
+        ready: list[tuple[int, str]] = []  # (rank, variable): free now, unless assigned since (checked)
+
+        def make_generic(v: str) -> None:
+            rank[v] = len(generic)
+            generic.append(v)
+
+        def schedule(v: str) -> None:
+            if v in rank:
+                held = holds.get(v)
+                heapq.heappush(waiting, (-1 if held is None else last_use.get(held, -1), rank[v], v))
+
+        def first_free(i: int, taken: set[str]) -> str | None:
+            while waiting and waiting[0][0] <= i:
+                _, r, v = heapq.heappop(waiting)
+                heapq.heappush(ready, (r, v))
+            while ready:
+                v = ready[0][1]
+                if free(v, i) and v not in taken:
+                    return v
+                heapq.heappop(ready)  # assigned since (a later entry waits for it), or being assigned now
+            return None
+
+        for r, v in enumerate(generic):  # the input `x`
+            rank[v] = r
+            schedule(v)
+
         init: list[Line] = [Line(2, "super().__init__()")]
         fwd: list[Line] = [Line(1, f"def forward(self, {', '.join(params)}):")]
         training_block = False
@@ -648,6 +735,7 @@ class Generator:
 
             # the variables it assigns: `x = f(x)` along a chain, the item's name for a branch
             outs: list[str] = []
+            chosen: set[str] = set()
             for k, _ in enumerate(item.outs):
                 named = item.node is None and not item.positional and bool(_IDENT.match(item.name))
                 first = item.ins[0] if item.ins else None
@@ -656,24 +744,37 @@ class Generator:
                 if k == 0:
                     if named and first is not None and (users[first, i in gated] > 1 or last_use[first] > i):
                         choice = local.claim(item.name)
-                    elif v0 in generic and free(v0, i):
+                    elif v0 in rank and free(v0, i):
                         choice = v0
                     else:
-                        choice = next((var[p] for p in item.ins if var[p] in generic and free(var[p], i)), None)
+                        choice = next((var[p] for p in item.ins if var[p] in rank and free(var[p], i)), None)
                     if choice is None and named:
                         choice = local.claim(item.name)
                 if choice is None:
-                    choice = next((v for v in generic if free(v, i) and v not in outs), None)
+                    choice = first_free(i, chosen)
                 if choice is None:
                     choice = local.claim("out" if "x" in local.taken else "x")
-                    generic.append(choice)
+                    make_generic(choice)
                 outs.append(choice)
+                chosen.add(choice)
             for o, v in zip(item.outs, outs):
                 var[o] = v
                 holds[v] = o
+                schedule(v)
 
+            pieces: list[str] = []
             if ref is not None:
                 expr_text = f"{ref}({', '.join(args)})"
+            elif param is None and len(args) > MERGE_PIECE and self.binary_fold(item.node, len(args)):
+                # `a + b + ... ` of thousands nests too deep for Python's parser: sum in pieces of MERGE_PIECE,
+                # the same number of operations (and of fx nodes, which node_shapes counts)
+                partial = local.claim("partial")
+                pieces.append(f"{partial} = {self.call_form(item.node, args[:MERGE_PIECE])}")
+                rest = args[MERGE_PIECE:]
+                while len(rest) > MERGE_PIECE - 1:
+                    pieces.append(f"{partial} = {self.call_form(item.node, [partial, *rest[:MERGE_PIECE - 1]])}")
+                    rest = rest[MERGE_PIECE - 1:]
+                expr_text = self.call_form(item.node, [partial, *rest])
             else:
                 expr_text = self.call_form(item.node, args if param is None else [param, *args]) or "None"
             indent = 2
@@ -684,6 +785,7 @@ class Generator:
                 indent = 3
             else:
                 training_block = False
+            fwd += [Line(indent, piece) for piece in pieces]
             shapes = tuple(g.nodes[o]["shape"] for o in item.outs)
             statement = f"{', '.join(outs)} = {expr_text}"
             accumulate = f"{outs[0]}.add_("
@@ -835,7 +937,8 @@ class Generator:
 
     def finalize(self, group: Group) -> None:
         insts = group.instances
-        per_inst = [self.holes(inst) for inst in insts]
+        # one instance (the network's own class, always): nothing varies, so nothing to look for
+        per_inst = [self.holes(inst) for inst in insts] if len(insts) > 1 else [[]]
         n = len(per_inst[0])
         if any(len(h) != n for h in per_inst):
             raise AssertionError(f"instances of {group.name} differ in structure")
@@ -864,7 +967,9 @@ class Generator:
 
         # the text, from the first instance with parameters in place of what varies
         first = insts[0]
-        counter = iter(range(n))
+        counter = iter(range(n)) if hole_param else itertools.count()  # holes are counted only to be replaced
+        same_text: dict[int, str] = {}  # with nothing to replace, a constructor shared by many lines (ctor) is
+        # written once
 
         def literal(hint, node):
             k = next(counter)
@@ -881,7 +986,12 @@ class Generator:
         init = []
         for line in first.init:
             code = line.prefix
-            if line.expr is not None:
+            if line.expr is not None and not hole_param and not _is_class_ref(line.expr):
+                text = same_text.get(id(line.expr))
+                if text is None:
+                    text = same_text[id(line.expr)] = pyast.unparse(line.expr)
+                code += text
+            elif line.expr is not None:
                 code += pyast.unparse(_rewrite(line.expr, literal, child))
             init.append(Line(line.indent, code + line.suffix, shapes=line.shapes))
         signature = ", ".join(["self", *group.params])
@@ -892,10 +1002,10 @@ class Generator:
     def param_name(insts: list[Instance], per_inst: list, k: int) -> str:
         values = [h[k][1] for h in per_inst]
         for arg in insts[0].args:
-            if all(arg in i.args and repr(i.args[arg]) == repr(v) for i, v in zip(insts, values)):
+            if all(arg in i.args and same_value(i.args[arg], v) for i, v in zip(insts, values)):
                 return arg
         for i, v in zip(insts, values):
-            if not (i.in_shape and repr(i.in_shape[0]) == repr(v) and len(i.in_shape) == len(insts[0].in_shape)):
+            if not (i.in_shape and same_value(i.in_shape[0], v) and len(i.in_shape) == len(insts[0].in_shape)):
                 break
         else:
             return "in_channels" if len(insts[0].in_shape) == 3 else "in_features"
@@ -954,9 +1064,12 @@ class Generator:
         the classes hold only `__init__` and `forward`, but for the operators' helper classes, which must be
         exactly their texts."""
         tree = pyast.parse(source)
-        known = {pyast.dump(pyast.parse(textwrap.dedent(text)).body[0]) for text in helpers}
+        known = {}
+        for text in helpers:
+            helper = pyast.parse(textwrap.dedent(text)).body[0]
+            known[helper.name] = pyast.dump(helper)
         for i, stmt in enumerate(tree.body):
-            if isinstance(stmt, pyast.ClassDef) and pyast.dump(stmt) in known:
+            if isinstance(stmt, pyast.ClassDef) and stmt.name in known and pyast.dump(stmt) == known[stmt.name]:
                 continue
             ok = isinstance(stmt, (pyast.Import, pyast.ImportFrom, pyast.ClassDef)) or (
                 i == 0 and isinstance(stmt, pyast.Expr) and isinstance(stmt.value, pyast.Constant))
@@ -1053,10 +1166,11 @@ def generate(net, outputs=None) -> Generated:
     """The generated module for a checked Network. Raises SpecError where PyTorch cannot express it.
     With `outputs` (layer or scope names, see `tap_nodes`), a feature extractor: its forward returns
     {name: tensor} and computes only what those need."""
-    if outputs is None:
-        return Generator(net).generate()
-    cut = tapped_graph(net.graph, tap_nodes(net.graph, outputs))
-    return Generator(types.SimpleNamespace(graph=cut, sources=getattr(net, "sources", {})), taps=True).generate()
+    with gc_paused():
+        if outputs is None:
+            return Generator(net).generate()
+        cut = tapped_graph(net.graph, tap_nodes(net.graph, outputs))
+        return Generator(types.SimpleNamespace(graph=cut, sources=getattr(net, "sources", {})), taps=True).generate()
 
 
 def source(net, outputs=None) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,9 +40,15 @@ class Layer:
 class Network:
     """A checked network: the IR (`graph`), its shapes and its static figures."""
 
-    def __init__(self, graph: nx.DiGraph, sources: dict[str, str]):
+    def __init__(self, graph: nx.DiGraph, sources: dict[str, str], inputs: tuple[str, ...] = ()):
         self.graph = graph
         self.sources = sources
+        self.inputs = tuple(inputs)  # the files read (real paths, the spec first): what no output may replace
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        """Diagnostics of severity "warning" (the spec is valid, but likely not what was meant)."""
+        return list(self.graph.graph.get("warnings", ()))
 
     @property
     def name(self) -> str:
@@ -188,15 +196,6 @@ class Network:
                 f"{self.params:,} params, {self.macs:,} MACs>")
 
 
-def _is_path(spec) -> bool:
-    """A path, or the text of a spec (which, defining a network, has a `{`)."""
-    if isinstance(spec, os.PathLike):
-        return True
-    if not isinstance(spec, str):
-        raise TypeError(f"load() takes a path or the text of a spec, not {type(spec).__name__}")
-    return "\n" not in spec and "{" not in spec
-
-
 def _values(overrides: dict) -> dict:
     """Python values as the language's: lists are tuples (`cfg=[64, "M"]` works like `(64, "M")`)."""
     def value(v):
@@ -233,21 +232,23 @@ def literal(text: str):
         raise ValueError("not a value") from None
 
 
-def load(spec: str | os.PathLike, network: str | None = None, **overrides) -> Network:
-    """Parse, elaborate and check a spec: a path to a .cnn file, or its text.
+SpecPath = str | os.PathLike
 
-    `network` picks one of several networks in the file; keyword arguments override the
-    network's parameters. Raises SpecError carrying every diagnostic of the run.
+
+def load(path: SpecPath | None = None, network: str | None = None, *, text: str | None = None,
+         import_roots: Iterable[SpecPath] = (), **overrides) -> Network:
+    """Parse, elaborate and check a spec: the .cnn file at `path` (a str or a Path, always a file name),
+    or the spec's text given as `text=...`.
+
+    `network` picks one of several networks in the file; other keyword arguments override the
+    network's parameters. Imports stay inside the project root (see docs/language.md);
+    `import_roots` allows more folders. Raises SpecError carrying every diagnostic of the run.
     """
-    graph, diagnostics, sources = _elaborate(spec, network, _values(overrides))
-    if diagnostics:
-        raise SpecError(diagnostics, sources)
-    run_passes(graph)
-    return Network(graph, sources)
+    return load_spec(path, text, network, overrides, import_roots)
 
 
-def load_partial(spec: str | os.PathLike, network: str | None = None,
-                 **overrides) -> tuple[Network, list[Diagnostic]]:
+def load_partial(path: SpecPath | None = None, network: str | None = None, *, text: str | None = None,
+                 import_roots: Iterable[SpecPath] = (), **overrides) -> tuple[Network, list[Diagnostic]]:
     """Like `load`, but errors found while elaborating give what elaborated before them.
 
     Returns (network, diagnostics), diagnostics empty for a valid spec. Otherwise the network holds
@@ -256,51 +257,84 @@ def load_partial(spec: str | os.PathLike, network: str | None = None,
     SpecError, as `load` does, where nothing could elaborate: unreadable file, syntax or import
     errors, unknown network.
     """
-    graph, diagnostics, sources = _elaborate(spec, network, _values(overrides))
+    return load_spec(path, text, network, overrides, import_roots, partial=True)
+
+
+def load_spec(path: SpecPath | None, text: str | None, network: str | None, overrides: dict,
+              import_roots: Iterable[SpecPath] = (), partial: bool = False):
+    """`load` (or `load_partial` where `partial`) with the overrides as a dict: the CLI's way in, where a
+    network parameter may be named like a keyword of `load` (`text`, `import_roots`)."""
+    graph, diagnostics, sources, inputs = _elaborate(path, text, network, _values(overrides), import_roots)
     if not diagnostics:
         run_passes(graph)
-        return Network(graph, sources), []
-    if graph is None:
+        net = Network(graph, sources, inputs)
+        return (net, []) if partial else net
+    if graph is None or not partial:
         raise SpecError(diagnostics, sources)
     for figures in PASSES:  # no lint: a partial graph is not a whole network
         figures(graph)
-    return Network(graph, sources), diagnostics
+    return Network(graph, sources, inputs), diagnostics
 
 
-def _elaborate(spec, network: str | None, overrides: dict) -> tuple[nx.DiGraph | None, list[Diagnostic], dict]:
+_LOOKS_LIKE_TEXT = re.compile(r"\n|\b(network|block)\b.*\{")
+
+
+def _read(path, text) -> tuple[str, str | None, Diagnostic | None]:
+    """(file name, text, problem) of what `load` was given: a path is always a file, text only by keyword."""
+    if text is not None:
+        if path is not None:
+            raise TypeError("load() takes a path or text=..., not both")
+        if not isinstance(text, str):
+            raise TypeError(f"text= takes the text of a spec (a str), not {type(text).__name__}")
+        return "<string>", text, None
+    if path is None:
+        raise TypeError("load() needs the path of a .cnn file, or the text of a spec as text=...")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load() takes the path of a .cnn file (str or Path), not {type(path).__name__}; "
+                        "pass the text of a spec as text=...")
+    file = str(Path(os.fsdecode(path)))
+    source, problem = read_source(file)
+    if problem is not None and isinstance(path, str) and _LOOKS_LIKE_TEXT.search(path) and not os.path.lexists(file):
+        shown = path if len(path) <= 40 else path[:40] + "…"
+        problem = Diagnostic(f"no such file `{shown}`", None,
+                             help="a str is a path; to load the text of a spec, pass it as `text=...`")
+    return file, source, problem
+
+
+def _elaborate(path, text, network: str | None, overrides: dict, import_roots
+               ) -> tuple[nx.DiGraph | None, list[Diagnostic], dict, tuple[str, ...]]:
     """The one way in: read, parse, import, elaborate. Returns the graph (None where nothing could
-    elaborate), the diagnostics of the run and the sources they point into."""
-    if _is_path(spec):
-        file = str(Path(spec))
-        text, problem = read_source(file)
-        if problem is not None:
-            return None, [problem], {}
-    else:
-        file, text = "<string>", str(spec)
+    elaborate), the diagnostics of the run, the sources they point into and the files read."""
+    file, source, problem = _read(path, text)
+    if problem is not None:
+        return None, [problem], {}, ()
     with _gc_paused():
-        program = load_program(text, file)
+        program = load_program(source, file, import_roots, from_file=text is None)
+        inputs = tuple(program.inputs)
         if program.diagnostics:
-            return None, program.diagnostics, program.sources
+            return None, program.diagnostics, program.sources, inputs
         net, problem = choose_network(program, network, file)
         if problem is not None:
-            return None, [problem], program.sources
+            return None, [problem], program.sources, inputs
         elaborator = Elaborator(program)
         try:
             graph = elaborator.network(net, overrides)
         except RecursionError:
-            return None, [too_deep(file)], program.sources
-    return graph, elaborator.diagnostics, program.sources
+            return None, [too_deep(file)], program.sources, inputs
+    return graph, elaborator.diagnostics, program.sources, inputs
 
 
-def compile(spec: str | os.PathLike, network: str | None = None, **overrides):
-    """`load(spec, network, **overrides).to_torch()`: the spec as a torch.nn.Module."""
-    return load(spec, network, **overrides).to_torch()
+def compile(path: SpecPath | None = None, network: str | None = None, *, text: str | None = None,
+            import_roots: Iterable[SpecPath] = (), **overrides):
+    """`load(...).to_torch()`: the spec as a torch.nn.Module."""
+    return load(path, network, text=text, import_roots=import_roots, **overrides).to_torch()
 
 
-def check(spec, network: str | None = None, **overrides) -> list[Diagnostic]:
-    """The diagnostics of a spec, empty when it is valid."""
+def check(path: SpecPath | None = None, network: str | None = None, *, text: str | None = None,
+          import_roots: Iterable[SpecPath] = (), **overrides) -> list[Diagnostic]:
+    """The diagnostics of a spec (a path, or `text=...`), empty when it is valid."""
     try:
-        load(spec, network, **overrides)
+        load(path, network, text=text, import_roots=import_roots, **overrides)
     except SpecError as e:
         return e.diagnostics
     return []

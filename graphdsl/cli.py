@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,9 +12,21 @@ from pathlib import Path
 import click
 
 from .diagnostics import Diagnostic, SpecError
-from .files import write_atomic
+from .files import OutputRefused, output_target, write_atomic
 from .ops.base import fmt_shape
+from .text import escape_controls
 from .units import figure
+
+
+def shown(text) -> str:
+    """A file name, a network name or a value as it may go to a terminal: control characters (line ends
+    too) escaped."""
+    return escape_controls(str(text))
+
+
+def shown_lines(text: str) -> str:
+    """A rendered diagnostic as it may go to a terminal: control characters escaped, its lines kept."""
+    return escape_controls(text, keep="\n")
 
 
 def parse_define(text: str):
@@ -61,7 +75,7 @@ def _load_ops(ctx, param, values):
         try:
             load_plugins(*values)
         except PluginError as e:
-            click.echo(e.render(), err=True)
+            click.echo(shown_lines(e.render()), err=True)
             ctx.exit(1)
     return values
 
@@ -72,22 +86,50 @@ ops_option = click.option("--ops", "ops", multiple=True, callback=_load_ops, exp
                                "(entry point group graphdsl.ops) load unless GRAPHDSL_NO_PLUGINS=1.")
 
 
-def load_or_exit(file: str, network: str | None, defines: dict, fmt: str = "text"):
-    """Load a spec; on failure print the diagnostics and exit 1."""
-    from .api import load
+import_root_option = click.option(
+    "--import-root", "import_roots", multiple=True, metavar="DIR",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Also allow imports from DIR (repeatable). By default imports stay inside the project root: the "
+         "nearest folder above the spec holding .git, pyproject.toml or graphdsl.toml.")
+
+
+def load_or_exit(file: str, network: str | None, defines: dict, fmt: str = "text", import_roots=(),
+                 partial: bool = False):
+    """Load a spec (the file named, always a path); on failure print the diagnostics and exit 1. Warnings of
+    a valid spec go to stderr first."""
+    from .api import load_spec
 
     try:
-        return load(file, network, **defines)
+        loaded = load_spec(Path(file), None, network, defines, import_roots, partial=partial)
     except SpecError as e:
         report(e.diagnostics, e.sources, fmt)
         sys.exit(1)
+    warn(loaded[0] if partial else loaded, fmt)
+    return loaded
+
+
+def warn(net, fmt: str = "text") -> None:
+    """The spec's warnings on stderr (JSON output carries them in its document instead)."""
+    if fmt != "json":
+        for w in net.warnings:
+            click.echo(shown_lines(w.render(net.sources)) + "\n", err=True)
 
 
 def report(diagnostics: list[Diagnostic], sources: dict, fmt: str) -> None:
     if fmt == "json":
-        click.echo(json.dumps({"ok": False, "diagnostics": [d.to_json() for d in diagnostics]}, indent=2))
+        click.echo(json.dumps({"ok": False, "diagnostics": [d.to_json() for d in diagnostics]}, indent=2,
+                              ensure_ascii=True))
     else:
-        click.echo(SpecError(diagnostics, sources).render(), err=True)
+        click.echo(shown_lines(SpecError(diagnostics, sources).render()), err=True)
+
+
+def refuse_output(path, inputs, *, written: str = "") -> None:
+    """Exit 1 with an `error:` and a `help:` where `path` may not be written (see graphdsl.files)."""
+    try:
+        output_target(path, inputs)
+    except OutputRefused as e:
+        click.echo(f"error: {shown(e.message)}{written}\nhelp: {shown(e.help)}", err=True)
+        sys.exit(1)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -101,20 +143,22 @@ def main():
 @network_option
 @define_option
 @ops_option
+@import_root_option
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def check(file, network, defines, fmt):
+def check(file, network, defines, fmt, import_roots):
     """Check FILE statically: shapes, parameters and MACs, or located errors."""
-    net = load_or_exit(file, network, defines, fmt)
+    net = load_or_exit(file, network, defines, fmt, import_roots)
     figures = net.figures()
     if fmt == "json":
-        click.echo(json.dumps({"ok": True, **figures}, indent=2))
+        warnings = [w.to_json() for w in net.warnings]
+        click.echo(json.dumps({"ok": True, **figures, "warnings": warnings}, indent=2, ensure_ascii=True))
         return
     training = set(net.graph.graph["training_outputs"])
     outs = ", ".join(f"{name} {fmt_shape(s)}" + (" (training only)" if name in training else "")
                      for name, s in net.output_shapes.items())
-    click.echo(f"{file}: ok: network `{net.name}`")
+    click.echo(f"{shown(file)}: ok: network `{shown(net.name)}`")
     click.echo(f"  input       {fmt_shape(net.input_shape)}")
-    click.echo(f"  outputs     {outs}")
+    click.echo(f"  outputs     {shown(outs)}")
     click.echo(f"  layers      {figures['layers']:,}")
     click.echo(f"  parameters  {figure(net.params)}")
     click.echo(f"  MACs        {figure(net.macs, 'conv + linear')}")
@@ -128,10 +172,11 @@ def check(file, network, defines, fmt):
 @network_option
 @define_option
 @ops_option
+@import_root_option
 @click.option("--depth", type=click.IntRange(min=1), default=None, metavar="N",
               help="Fold every block and group deeper than N levels into one box.")
 @click.option("--expand", is_flag=True, help="Draw every block: no folding of runs of identical blocks.")
-def render(file, out, network, defines, depth, expand):
+def render(file, out, network, defines, import_roots, depth, expand):
     """Draw FILE's network with graphviz: operators, tensor shapes on edges, blocks as clusters.
 
     Runs of identical blocks are folded (`bottleneck ×35`) unless --expand. Exit status: 0 drawn,
@@ -147,30 +192,42 @@ def render(file, out, network, defines, depth, expand):
             dot.format_of(out)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="'-o'") from None
-    net = load_or_exit(file, network, defines)
+    net = load_or_exit(file, network, defines, import_roots=import_roots)
+    path = out or f"{net.name}.svg"
+    if out != "-":
+        refuse_output(path, net.inputs)
     if depth is None and not expand:
         depth = dot.auto_depth(net.graph)
         if depth is not None:
-            click.echo(f"note: every level of `{net.name}` makes more than {dot.MAX_BOXES} boxes; drawn to --depth "
-                       f"{depth} (--depth N or --expand draws more)", err=True)
+            click.echo(f"note: every level of `{shown(net.name)}` makes more than {dot.MAX_BOXES} boxes; drawn to "
+                       f"--depth {depth} (--depth N or --expand draws more)", err=True)
     graph = dot.diagram(net.graph, depth=depth, expand=expand)
     if out == "-":
         click.echo(graph.source, nl=False)
         return
-    path = out or f"{net.name}.svg"
     try:
         dot.write(graph, path)
     except dot.ExecutableNotFound:
         fallback = str(Path(path).with_suffix(".dot"))
-        dot.write(graph, fallback)
-        click.echo(f"error: Graphviz's `dot` program is not on PATH, so {path} could not be drawn; wrote the "
-                   f"DOT source to {fallback} instead\nhelp: {dot.INSTALL_HELP}; then run "
-                   f"`dot -T{dot.format_of(path)} {fallback} -o {path}`", err=True)
+        missing = f"; Graphviz's `dot` program is not on PATH, so {shown(path)} could not be drawn either"
+        refuse_output(fallback, net.inputs, written=missing)
+        try:
+            dot.write(graph, fallback)
+        except OSError as e:
+            click.echo(f"error: cannot write {shown(fallback)}: {shown(e.strerror or e)}", err=True)
+            sys.exit(1)
+        click.echo(f"error: Graphviz's `dot` program is not on PATH, so {shown(path)} could not be drawn; wrote "
+                   f"the DOT source to {shown(fallback)} instead\nhelp: {dot.INSTALL_HELP}; then run "
+                   f"`dot -T{dot.format_of(path)} {shown(fallback)} -o {shown(path)}`", err=True)
         sys.exit(3)
-    except (OSError, subprocess.CalledProcessError) as e:
-        click.echo(f"error: cannot write {path}: {e}", err=True)
+    except OutputRefused as e:  # changed since it was checked
+        click.echo(f"error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
         sys.exit(1)
-    click.echo(f"wrote {path}: network `{net.name}`, {figure(net.params)} parameters, {figure(net.macs)} MACs")
+    except (OSError, subprocess.CalledProcessError) as e:
+        click.echo(f"error: cannot write {shown(path)}: {shown(e)}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {shown(path)}: network `{shown(net.name)}`, {figure(net.params)} parameters, "
+               f"{figure(net.macs)} MACs")
 
 
 @main.command()
@@ -178,29 +235,28 @@ def render(file, out, network, defines, depth, expand):
 @network_option
 @define_option
 @ops_option
+@import_root_option
 @click.option("--depth", type=click.IntRange(min=1), default=None, metavar="N",
               help="One row per block at depth N instead of one per layer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True)
-def summary(file, network, defines, depth, fmt):
+def summary(file, network, defines, import_roots, depth, fmt):
     """Tabulate FILE's network: per-layer shapes, parameters, MACs, memory, receptive field; totals.
 
     Static: nothing runs. On an invalid spec, the rows up to the error, then the diagnostics (exit 1).
     """
-    from .api import load_partial
     from .backends.summary import Summary
 
-    try:
-        net, diagnostics = load_partial(file, network, **defines)
-    except SpecError as e:
-        report(e.diagnostics, e.sources, "json" if fmt == "json" else "text")
-        sys.exit(1)
+    net, diagnostics = load_or_exit(file, network, defines, "json" if fmt == "json" else "text", import_roots,
+                                    partial=True)
     table = Summary(net.graph, depth, partial=bool(diagnostics))
     if fmt == "json":
         data = {"ok": not diagnostics, **table.to_json()}
         if diagnostics:
             data["diagnostics"] = [d.to_json() for d in diagnostics]
-        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        if net.warnings:
+            data["warnings"] = [w.to_json() for w in net.warnings]
+        click.echo(json.dumps(data, indent=2, ensure_ascii=True))
     elif table.rows or not diagnostics:
         click.echo(table.format(fmt), nl=False)
     if diagnostics:
@@ -230,11 +286,12 @@ def default_module_path(name: str) -> Path:
 @network_option
 @define_option
 @ops_option
+@import_root_option
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
               help="Where --run runs.")
 @click.option("--run", "run_it", is_flag=True,
               help="Build the module and run one forward pass on a random input; report the output shapes.")
-def compile_(file, out, network, defines, device, run_it):
+def compile_(file, out, network, defines, import_roots, device, run_it):
     """Compile FILE's network to a PyTorch module: the Python source of an nn.Module that needs torch alone.
 
     The file is written atomically: on any error (invalid spec, failed --run) nothing is written and an
@@ -242,7 +299,10 @@ def compile_(file, out, network, defines, device, run_it):
     """
     from .backends import torch as backend
 
-    net = load_or_exit(file, network, defines)
+    net = load_or_exit(file, network, defines, import_roots=import_roots)
+    path = Path(out) if out not in (None, "-") else default_module_path(net.name)
+    if out != "-":
+        refuse_output(path, net.inputs)
     try:
         gen = backend.generate(net)
     except SpecError as e:
@@ -266,25 +326,27 @@ def compile_(file, out, network, defines, device, run_it):
     if out == "-":
         click.echo(gen.source, nl=False)
     else:
-        path = Path(out) if out else default_module_path(net.name)
         try:
-            write_atomic(path, gen.source)
+            write_atomic(path, gen.source, net.inputs)
+        except OutputRefused as e:
+            click.echo(f"error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
+            sys.exit(1)
         except OSError as e:
-            click.echo(f"error: cannot write {path}: {e.strerror or e}", err=True)
+            click.echo(f"error: cannot write {shown(path)}: {shown(e.strerror or e)}", err=True)
             sys.exit(1)
         outs = ", ".join(f"{name} {fmt_shape(s)}" for name, s in net.output_shapes.items())
-        click.echo(f"wrote {path}: class {gen.class_name}, the network `{net.name}` of {file}")
+        click.echo(f"wrote {shown(path)}: class {gen.class_name}, the network `{shown(net.name)}` of {shown(file)}")
         click.echo(f"  input       {fmt_shape(net.input_shape)}")
-        click.echo(f"  outputs     {outs}")
+        click.echo(f"  outputs     {shown(outs)}")
         click.echo(f"  parameters  {figure(net.params)}")
         click.echo(f"  MACs        {figure(net.macs, 'conv + linear')}")
         if path.suffix == ".py" and path.stem.isidentifier():
             where = "" if str(path.parent) == "." else f" (with {path.parent} on sys.path)"
-            click.echo(f"  use         from {path.stem} import {gen.class_name}{where}")
+            click.echo(f"  use         from {path.stem} import {gen.class_name}{shown(where)}")
     for mode, batch, shapes, seconds in runs:
         names = backend.returned_outputs(net.graph, training=mode == "training")
-        shown = ", ".join(f"{n} {fmt_shape(s)}" for n, s in zip(names, shapes))
-        click.echo(f"ran on {device}, {mode} mode, batch {batch}: {shown} ({seconds:.2f} s)",
+        outs = shown(", ".join(f"{n} {fmt_shape(s)}" for n, s in zip(names, shapes)))
+        click.echo(f"ran on {device}, {mode} mode, batch {batch}: {outs} ({seconds:.2f} s)",
                    err=out == "-")
 
 
@@ -304,7 +366,7 @@ def ops_(names, fmt):
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         hint = did_you_mean(unknown[0], REGISTRY, "operators")
-        click.echo(f"error: no operator `{unknown[0]}`" + (f"\nhelp: {hint}" if hint else ""), err=True)
+        click.echo(f"error: no operator `{shown(unknown[0])}`" + (f"\nhelp: {shown(hint)}" if hint else ""), err=True)
         sys.exit(1)
     infos = [describe(n) for n in (names or REGISTRY)]
     if fmt == "json":
@@ -316,8 +378,8 @@ def ops_(names, fmt):
             if info["doc"]:
                 click.echo(f"  doc       {info['doc']}")
             for a in info["args"]:
-                shown = a["name"] if a["required"] else f"{a['name']}={a['default']}"
-                click.echo(f"  argument  {shown}" + (f": {a['doc']}" if a["doc"] else ""))
+                arg = a["name"] if a["required"] else f"{a['name']}={a['default']}"
+                click.echo(f"  argument  {arg}" + (f": {a['doc']}" if a["doc"] else ""))
             if info["known_as"]:
                 click.echo(f"  known as  {', '.join(info['known_as'])}")
     else:
@@ -328,5 +390,47 @@ def ops_(names, fmt):
             click.echo("  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[3]]).rstrip())
 
 
+# Errors of the output stream itself: the disk or device is full, or it failed.
+_OUTPUT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _silence_stdout() -> None:
+    """Point the standard output at the null device, so that nothing more (not even the interpreter's
+    flush at exit) fails on it: the recipe of Python's documentation for SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
+def run(argv: list[str] | None = None) -> None:
+    """The `graphdsl` console script: `main`, with failures of the output stream handled.
+
+    A reader that stops reading (`graphdsl summary net.cnn | head -1`) is no error: nothing more is printed
+    and there is no traceback; the exit status is 1, as click gives (the output was cut short). A full or
+    failing output device gives `error: cannot write the output: ...` and exit 1, no traceback either.
+    """
+    code: int | str | None = 0
+    try:
+        try:
+            main.main(args=argv, prog_name="graphdsl")
+        except SystemExit as e:
+            code = e.code
+        for stream in (sys.stdout, sys.__stdout__):  # click wraps a broken stdout; the real one may hold more
+            if stream is not None:
+                stream.flush()
+    except BrokenPipeError:  # the reader has gone: keep the command's status (click's 1 if cut short)
+        _silence_stdout()
+    except OSError as e:
+        if e.errno not in _OUTPUT_ERRORS:
+            raise
+        _silence_stdout()
+        click.echo(f"error: cannot write the output: {e.strerror}", err=True)
+        code = 1
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    main()
+    run()

@@ -42,7 +42,7 @@ def test_to_torch_on_cuda_runs(spec):
 
 
 def test_to_torch_on_cuda_trains():
-    net = graphdsl.load(TINY)
+    net = graphdsl.load(text=TINY)
     module = net.to_torch(device="cuda").train()
     loss = module(torch.randn(4, *net.input_shape, device="cuda")).square().mean()
     loss.backward()
@@ -50,7 +50,7 @@ def test_to_torch_on_cuda_trains():
 
 
 def test_to_torch_cuda_matches_cpu():
-    net = graphdsl.load(TINY)
+    net = graphdsl.load(text=TINY)
     cpu = net.to_torch().eval()
     gpu = net.to_torch(device="cuda").eval()
     gpu.load_state_dict(cpu.state_dict())

@@ -33,11 +33,11 @@ def test_doc_example(source, expected):
         assert not errors
         for definition in module.definitions:
             if definition.kind == "network":  # every network of the example checks
-                net = graphdsl.load(source, network=definition.name)
+                net = graphdsl.load(text=source, network=definition.name)
                 assert net.params >= 0 and net.output_shapes
         return
     with pytest.raises(graphdsl.SpecError) as info:
-        graphdsl.load(source)
+        graphdsl.load(text=source)
     rendered = info.value.render()
     for line in expected.strip().splitlines():
         assert line in rendered

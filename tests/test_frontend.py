@@ -14,7 +14,7 @@ from graphdsl.syntax import parse
 
 
 def load(body: str, params: str = "", **overrides):
-    return graphdsl.load(f"network n{params} {{\n{body}\n}}", **overrides)
+    return graphdsl.load(text=f"network n{params} {{\n{body}\n}}", **overrides)
 
 
 def nodes(net) -> list[str]:
@@ -40,7 +40,7 @@ def test_separators_are_optional():
 
 
 def test_doc_strings_and_comments():
-    net = graphdsl.load('"""file"""\nnetwork n { """the doc"""  # comment\n input 3x8x8 relu }')
+    net = graphdsl.load(text='"""file"""\nnetwork n { """the doc"""  # comment\n input 3x8x8 relu }')
     assert net.doc == "the doc"
 
 
@@ -63,7 +63,7 @@ block b(c) {
     residual { conv1: conv(c, 3, pad=1) relu } shortcut if in.channels != c { down: conv(c, 1) }
 }
 network n { input 3x8x8  layer: [b(4), b(4)] }"""
-    net = graphdsl.load(src)
+    net = graphdsl.load(text=src)
     assert nodes(net) == ["layer.0.conv1", "layer.0.1", "layer.0.down", "layer.0.3",
                           "layer.1.conv1", "layer.1.1", "layer.1.2"]
     assert net.graph.nodes["layer.1.2"]["op"] == "add"
@@ -202,7 +202,7 @@ def test_load_path_and_text(tmp_path):
 
 
 def test_check_returns_diagnostics():
-    diags = graphdsl.check("network n { input 3x8x8 conv(4, 9) }")
+    diags = graphdsl.check(text="network n { input 3x8x8 conv(4, 9) }")
     assert len(diags) == 1 and diags[0].span.line == 1 and "larger than" in diags[0].message
 
 
@@ -223,7 +223,7 @@ def test_register_custom_operator():
 
 def test_front_end_never_imports_torch():
     code = ("import sys, graphdsl\n"
-            "graphdsl.load('network n { input 3x8x8 conv(4, 3) flatten linear(2) }')\n"
+            "graphdsl.load(text='network n { input 3x8x8 conv(4, 3) flatten linear(2) }')\n"
             "import graphdsl.cli\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -238,7 +238,7 @@ def test_merging_a_tensor_with_itself_is_a_diagnostic(body):
 @pytest.mark.parametrize("depth", [300, 1000])
 def test_deep_nesting_is_a_diagnostic_not_a_traceback(depth):
     for body in ("g: [" * depth + "]" * depth, "[" * depth + "relu" + "]" * depth):
-        with pytest.raises(graphdsl.SpecError, match="nested too deeply"):
+        with pytest.raises(graphdsl.SpecError, match="nested too deeply|nested more than"):
             load(f"input 3x8x8\n{body}")
 
 
@@ -250,28 +250,28 @@ def test_shapes_as_graphdsl_prints_them_and_flat_inputs():
 @pytest.mark.parametrize("name, op", [("BatchNorm2d", "bn"), ("ReLU", "relu"), ("fc", "linear"), ("Dense", "linear"),
                                       ("cat", "concat"), ("LeakyReLU", "leaky_relu")])
 def test_names_from_other_tools_are_translated(name, op):
-    (diag,) = graphdsl.check(f"network n {{ input 3x8x8 {name} }}")
+    (diag,) = graphdsl.check(text=f"network n {{ input 3x8x8 {name} }}")
     assert diag.help == f"graphdsl calls it `{op}`"
 
 
 def test_overrides_keep_the_kind_of_their_default():
     src = "network n(c = 4, flag = true, p = 0.5) { input 3x8x8 conv(c, 1) if flag { dropout(p) } }"
-    (diag,) = graphdsl.check(src, flag="False")
+    (diag,) = graphdsl.check(text=src, flag="False")
     assert diag.message == '`flag` is a boolean (default true), but it is given the string "False"'
     assert diag.span.col == src.index("flag") + 1  # columns count from 1
-    assert graphdsl.check(src, p=1) == []  # an integer where a number is expected is fine
-    assert len(graphdsl.check(src, c=2.5, flag=1)) == 2
+    assert graphdsl.check(text=src, p=1) == []  # an integer where a number is expected is fine
+    assert len(graphdsl.check(text=src, c=2.5, flag=1)) == 2
 
 
 def test_one_mistake_in_a_block_is_reported_once():
     src = "block b(c) { conv(c, 3, pad=1, strid=1) }\nnetwork n { input 3x8x8  b(8) * 4  [b(8), b(8)] }"
-    (diag,) = graphdsl.check(src)
+    (diag,) = graphdsl.check(text=src)
     assert "has no argument `strid`" in diag.message
     assert any("comes up 5 more times" in note for note in diag.notes)
 
 
 def test_in_features_is_for_flat_inputs():
-    (diag,) = graphdsl.check("network n { input 3x8x8 conv(in.features, 1) }")
+    (diag,) = graphdsl.check(text="network n { input 3x8x8 conv(in.features, 1) }")
     assert "`in.features` is the size of a flat input" in diag.message
 
 
@@ -292,18 +292,18 @@ def test_a_mistyped_path_is_not_read_as_spec_text():
     ("network n { input 3x8x8 maxpool(global, stride=2) }", "`stride` has no meaning for global pooling"),
 ])
 def test_review_findings_are_diagnostics(source, message):
-    diags = graphdsl.check(source, network=None if "network a" not in source else "a")
+    diags = graphdsl.check(text=source, network=None if "network a" not in source else "a")
     assert diags and message in diags[0].message
 
 
 def test_strings_know_few_escapes_and_doc_strings_are_raw():
-    net = graphdsl.load('network n { """raw \\alpha""" input 3x8x8 }')
+    net = graphdsl.load(text='network n { """raw \\alpha""" input 3x8x8 }')
     assert net.doc == "raw \\alpha"
-    assert graphdsl.load('network n(s = "a\\"b\\n") { input 3x8x8 }').graph.graph["params"]["s"] == 'a"b\n'
+    assert graphdsl.load(text='network n(s = "a\\"b\\n") { input 3x8x8 }').graph.graph["params"]["s"] == 'a"b\n'
 
 
 def test_python_lists_are_lists():
-    net = graphdsl.load("network n(cfg = (1, 2)) { input 3x8x8 for c in cfg { conv(c, 1) } }", cfg=[4, 5])
+    net = graphdsl.load(text="network n(cfg = (1, 2)) { input 3x8x8 for c in cfg { conv(c, 1) } }", cfg=[4, 5])
     assert net.output_shapes["output"] == (5, 8, 8)
 
 
@@ -318,7 +318,7 @@ def test_figures_print_their_unit_only_where_it_helps():
 
 def test_receptive_field_through_a_broadcast_gate():
     """A squeeze-excitation gate sees the whole input but does not set the stride of the grid."""
-    net = graphdsl.load("network se { input 16x56x56  x: conv(16, 3, pad=1)\n"
+    net = graphdsl.load(text="network se { input 16x56x56  x: conv(16, 3, pad=1)\n"
                         "gate = [avgpool(adaptive=1), conv(16, 1), sigmoid]  y: mul(gate, x)  z: conv(16, 3, pad=1) }")
     g = net.graph
     assert g.nodes["y"]["jump"] == (1, 1) and g.nodes["z"]["jump"] == (1, 1)

@@ -94,7 +94,7 @@ def test_doc_strings(payload):
     payload = trip(payload)
     spec = (f"block blk(c) {{ {cnn_string(payload)}  conv: conv(c, 1) }}\n"
             f"network n {{ {cnn_string(payload)}  input 3x8x8  b: blk(4) }}")
-    net = graphdsl.load(spec)
+    net = graphdsl.load(text=spec)
     src = net.source()
     tree = check_source(src)
     docs = {c.name: ast.get_docstring(c) for c in tree.body if isinstance(c, ast.ClassDef)}
@@ -109,7 +109,7 @@ def test_doc_strings_from_the_ir(payload):
     """Doc strings the language cannot even write (`\"\"\"` inside) still come out escaped: the IR is
     set directly, as a front end with other quoting rules might."""
     payload = trip(payload)
-    net = graphdsl.load("block blk(c) { conv: conv(c, 1) }\nnetwork n { input 3x8x8  b: blk(4) }")
+    net = graphdsl.load(text="block blk(c) { conv: conv(c, 1) }\nnetwork n { input 3x8x8  b: blk(4) }")
     net.graph.graph["doc"] = payload
     net.graph.graph["scopes"][("b",)]["doc"] = payload
     tree = check_source(net.source())
@@ -140,7 +140,7 @@ def test_labels(label):
         output g, training: {label}_side
     }}
     """
-    net = graphdsl.load(spec)
+    net = graphdsl.load(text=spec)
     check_source(net.source())
     m = build_and_run(net)
     assert f"{label}.weight" in m.state_dict() and f"k.{label}.weight" in m.state_dict()
@@ -153,7 +153,7 @@ def test_network_and_block_names(name):
     block {name}(c) {{ conv: conv(c, 1)  bn }}
     network {name} {{ input 3x8x8  a: {name}(4)  b: {name}(8) }}
     """
-    net = graphdsl.load(spec)
+    net = graphdsl.load(text=spec)
     tree = check_source(net.source())
     classes = [c.name for c in tree.body if isinstance(c, ast.ClassDef)]
     assert len(classes) == len(set(classes)) == 2
@@ -183,7 +183,7 @@ def test_module_attribute_names_are_diagnostics_not_tracebacks(label, tmp_path):
                                      "ends with a quote'"])
 def test_string_parameters(payload):
     payload = trip(payload)
-    net = graphdsl.load(f'network n(tag = "{payload}") {{ input 3x8x8  conv(4, 1) }}')
+    net = graphdsl.load(text=f'network n(tag = "{payload}") {{ input 3x8x8  conv(4, 1) }}')
     tree = check_source(net.source())
     assert payload in ast.get_docstring(tree, clean=False)
     build_and_run(net)
@@ -191,7 +191,7 @@ def test_string_parameters(payload):
 
 def test_string_parameters_from_overrides():
     payload = trip('"""\nimport os; os.system("touch TRIP")\n"""')
-    net = graphdsl.load('network n(tag = "x") { input 3x8x8  conv(4, 1) }', tag=payload)
+    net = graphdsl.load(text='network n(tag = "x") { input 3x8x8  conv(4, 1) }', tag=payload)
     tree = check_source(net.source())
     assert show(payload) in ast.get_docstring(tree, clean=False)  # as the spec would write it
     build_and_run(net)
@@ -209,7 +209,7 @@ def test_file_names(tmp_path, filename):
 
 
 def test_tensor_names_in_outputs():
-    net = graphdsl.load("network n { input 3x8x8  self: conv(4, 1)  class = relu  output self, training: class }")
+    net = graphdsl.load(text="network n { input 3x8x8  self: conv(4, 1)  class = relu  output self, training: class }")
     tree = check_source(net.source())
     doc = ast.get_docstring(next(c for c in tree.body if isinstance(c, ast.ClassDef)))
     assert "`self`" in doc and "`class`" in doc

@@ -35,7 +35,7 @@ from graphdsl.ops.base import ChannelsLast, fmt_shape  # noqa: E402
 
 
 def load(body: str, blocks: str = "", name: str = "n") -> graphdsl.Network:
-    return graphdsl.load(f"{blocks}\nnetwork {name} {{\n{body}\n}}")
+    return graphdsl.load(text=f"{blocks}\nnetwork {name} {{\n{body}\n}}")
 
 
 def errors(body: str) -> list:
@@ -86,7 +86,7 @@ def test_hard_activations(name, func):
         want = func(func(func(m.get_submodule("0")(x))))
         assert torch.equal(m(x), want)
     assert REGISTRY[name].channels_last and not REGISTRY["softmax"].channels_last
-    assert "graphdsl calls it `hardswish`" in graphdsl.check("network n { input 3x4x4  Hardswish }")[0].help
+    assert "graphdsl calls it `hardswish`" in graphdsl.check(text="network n { input 3x4x4  Hardswish }")[0].help
 
 
 def test_pointwise_ops_declare_channels_last():
@@ -592,7 +592,7 @@ network tapped {
 
 
 def test_taps_static_shapes_and_errors():
-    net = graphdsl.load(TAPPED)
+    net = graphdsl.load(text=TAPPED)
     assert net.taps(["layer1", "layer2.0.conv1", "relu", "fc", "input"]) == {
         "layer1": (8, 16, 16), "layer2.0.conv1": (16, 8, 8), "relu": (8, 16, 16), "fc": (10,), "input": (3, 16, 16)}
     assert net.taps(["layer2.0"]) == {"layer2.0": (16, 8, 8)}
@@ -605,7 +605,7 @@ def test_taps_static_shapes_and_errors():
 
 
 def test_feature_extractor_returns_a_dict_and_computes_only_what_it_needs():
-    net = graphdsl.load(TAPPED)
+    net = graphdsl.load(text=TAPPED)
     full = net.to_torch().eval()
     names = ["layer1", "layer2.0.conv1", "layer2.1.bn2"]
     feats = net.to_torch(outputs=names)
@@ -647,6 +647,6 @@ def test_tap_on_a_scope_returns_its_output_node():
 
 
 def test_generate_with_outputs_needs_no_torch_import_path():
-    net = graphdsl.load(TAPPED)
+    net = graphdsl.load(text=TAPPED)
     gen = generate(net, ["layer1"])
     assert gen.class_name == "TappedFeatures" and "layer2" not in gen.source.split("class TappedFeatures")[1]

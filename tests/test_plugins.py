@@ -278,7 +278,7 @@ def test_loading_is_once_per_process_and_idempotent(plugin_dir, clean_registry, 
     assert again[0] is first[0] and REGISTRY["twice"] is op  # the file loads once
     assert again[1].ops == ("twice",)  # the module holds the same class: the same operator
     graphdsl.register(type(op))  # registering the class again from Python is harmless too
-    assert graphdsl.load(SPEC).output_shapes["output"] == (4, 8, 8)
+    assert graphdsl.load(text=SPEC).output_shapes["output"] == (4, 8, 8)
     assert plugins.provider("twice") == str(plugin_dir / "twice_ops.py") and plugins.provider("conv") == "builtin"
 
 
@@ -311,7 +311,7 @@ def test_example_plugin_static_shapes_and_parameters_are_the_module_s(clean_regi
     assert net.layer("stem").rf == (2, 2) and net.layer("down").jump == (4, 4)
     model.train()
     model(torch.randn(2, *net.input_shape)).sum().backward()  # `mish(inplace=true)` leaves autograd intact
-    (diag,) = graphdsl.check("network n {\n    input 3x9x9\n    space_to_depth(2)\n}")
+    (diag,) = graphdsl.check(text="network n {\n    input 3x9x9\n    space_to_depth(2)\n}")
     assert "does not split into 2x2 blocks" in diag.message and (diag.span.line, diag.span.col) == (3, 20)
 
 
@@ -383,5 +383,5 @@ def test_operator_guide_error_text_is_what_graphdsl_prints(clean_registry):
     exec(compile(first, "first", "exec"), {"__name__": "operators_md"})  # noqa: S102
     expected = re.search(r"```text\n(<string>:3:13.*?)```", text, re.S)[1]
     with pytest.raises(graphdsl.SpecError) as info:
-        graphdsl.load("network n {\n    input 3x8x8\n    clip(1, 0)\n}")
+        graphdsl.load(text="network n {\n    input 3x8x8\n    clip(1, 0)\n}")
     assert info.value.diagnostics[0].render(info.value.sources) == expected.rstrip("\n")

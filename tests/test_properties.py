@@ -131,7 +131,7 @@ ZOO_OPS = Net((4, 7, 7), [
 def load(net: Net) -> graphdsl.Network:
     text = net.render()
     note(text)
-    return graphdsl.load(text)
+    return graphdsl.load(text=text)
 
 
 def flops(module, x) -> int:
@@ -275,7 +275,7 @@ def test_checker_accepts_exactly_what_torch_runs(net):
     text = net.render()
     note(text)
     try:
-        g = graphdsl.load(text)
+        g = graphdsl.load(text=text)
         error = None
     except graphdsl.SpecError as e:
         g, error = None, e
@@ -306,14 +306,14 @@ def test_ceil_overhang_regression(net, shape):
     """A ceil-mode window a little larger than the padded input still gives one output."""
     _, outs = run_reference(net)
     assert tuple(outs[0].shape[1:]) == shape
-    assert graphdsl.load(net.render()).output_shapes["output"] == shape
+    assert graphdsl.load(text=net.render()).output_shapes["output"] == shape
 
 
 @needs_backend
 @pytest.mark.parametrize("alias", ["identity", "dropout", "flatten", "subsample(1)"])
 def test_inplace_after_alias_regression(alias):
     """An in-place activation after a pass-through must not change what another branch reads."""
-    net = graphdsl.load(f"network n {{ input 1x2x2  concat {{ [{alias}, relu(inplace=true)]  {alias} }} }}")
+    net = graphdsl.load(text=f"network n {{ input 1x2x2  concat {{ [{alias}, relu(inplace=true)]  {alias} }} }}")
     x = torch.tensor([[[[-1.0, 2.0], [3.0, -4.0]]]])
     with torch.no_grad():
         y = compiled(net)(x.clone())

@@ -36,7 +36,7 @@ needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
 
 def value_of(expr: str):
     """The value of an expression, as the default of a network parameter."""
-    net = graphdsl.load(f"network n(v = {expr}) {{ input 1x1x1 }}")
+    net = graphdsl.load(text=f"network n(v = {expr}) {{ input 1x1x1 }}")
     return net.graph.graph["params"]["v"]
 
 
@@ -105,7 +105,7 @@ def test_unpacking_in_for(rows):
         }}
         assert total == {sum(t * c + n + i for i, (t, c, n) in enumerate(rows))}, "running counter"
     }}"""
-    graphdsl.load(spec)
+    graphdsl.load(text=spec)
 
 
 # ---- (b) computed labels -------------------------------------------------------------------------
@@ -114,10 +114,10 @@ def test_unpacking_in_for(rows):
 @FEW
 @given(st.integers(1, 6), st.integers(0, 3), st.sampled_from(["layer", "block2-", "x_"]))
 def test_computed_labels_are_the_written_ones(n, start, prefix):
-    computed = graphdsl.load(f"""network n {{ input 4x8x8
+    computed = graphdsl.load(text=f"""network n {{ input 4x8x8
         features: [ for i in range({n}) {{ "{prefix}{{i + {start}}}": conv(4, 3, pad=1) }} ] }}""")
     written = "\n".join(f'"{prefix}{i + start}": conv(4, 3, pad=1)' for i in range(n))
-    literal = graphdsl.load(f"network n {{ input 4x8x8  features: [ {written} ] }}")
+    literal = graphdsl.load(text=f"network n {{ input 4x8x8  features: [ {written} ] }}")
     assert ir(computed) == ir(literal)
     assert [n for n in computed.graph if n != "input"] == [f"features.{prefix}{i + start}" for i in range(n)]
 
@@ -141,9 +141,9 @@ bodies = st.lists(st.sampled_from(["conv(c, 3, pad=1)", "bn", "relu", "c1: conv(
 def test_inline_is_the_body_written_in_place(body, c, before):
     head = " ".join(["relu"] * before)
     text = "\n".join(body)
-    inlined = graphdsl.load(f"""block b(c) {{ {text} }}
+    inlined = graphdsl.load(text=f"""block b(c) {{ {text} }}
         network n {{ input 8x8x8  features: [ {head} inline b({c}) relu ] }}""")
-    literal = graphdsl.load(f"network n {{ input 8x8x8  let c = {c}  features: [ {head} {text} relu ] }}")
+    literal = graphdsl.load(text=f"network n {{ input 8x8x8  let c = {c}  features: [ {head} {text} relu ] }}")
     assert ir(inlined) == ir(literal)
 
 
@@ -152,10 +152,10 @@ def test_inline_is_the_body_written_in_place(body, c, before):
 def test_residual_if(body, condition):
     text = "\n".join(body)
     cond = "true" if condition else "false"
-    conditional = graphdsl.load(f"network n {{ input 8x8x8  let c = 8  s: [residual if {cond} {{ {text} }}] }}")
+    conditional = graphdsl.load(text=f"network n {{ input 8x8x8  let c = 8  s: [residual if {cond} {{ {text} }}] }}")
     expected = (f"network n {{ input 8x8x8  let c = 8  s: [residual {{ {text} }}] }}" if condition else
                 f"network n {{ input 8x8x8  let c = 8  s: [{text}] }}")
-    assert ir(conditional) == ir(graphdsl.load(expected))
+    assert ir(conditional) == ir(graphdsl.load(text=expected))
 
 
 # ---- (e) channel splits, (f) gates, (g) outputs: against torch -----------------------------------------
@@ -177,7 +177,7 @@ def test_chunk_and_split(parts, width, use_split):
     names = [f"p{i}" for i in range(parts)]
     call = f"split({', '.join([str(width)] * parts)})" if use_split else f"chunk({parts})"
     spec = f"network n {{ input {c}x5x5  ({', '.join(names)}) = {call}  concat({', '.join(names)}) }}"
-    net = graphdsl.load(spec)
+    net = graphdsl.load(text=spec)
     for i in range(parts):
         d = net.graph.nodes[f"p{i}"]
         assert d["op"] == "channels" and d["shape"] == (width, 5, 5)
@@ -199,7 +199,7 @@ def test_squeeze_excitation_gate(c, squeeze, size):
         mul(gate, in)
     }}
     network n {{ input {c}x{size}x{size}  se: se({squeeze}) }}"""
-    net = graphdsl.load(spec)
+    net = graphdsl.load(text=spec)
     x = torch.randn(2, c, size, size)
     module = runtime_matches_static(net, x)
     fc1, fc2 = module.se.fc1, module.se.fc2
@@ -215,7 +215,7 @@ def test_training_outputs(always, training):
     heads = [f"h{i}" for i in range(always + training)]
     binds = "\n".join(f"{h} = [avgpool(global), flatten, linear({i + 2})]" for i, h in enumerate(heads))
     out = ", ".join(heads[:always]) + (", training: " + ", ".join(heads[always:]) if training else "")
-    net = graphdsl.load(f"network n {{ input 3x8x8  conv(4, 3)  {binds}  output {out} }}")
+    net = graphdsl.load(text=f"network n {{ input 3x8x8  conv(4, 3)  {binds}  output {out} }}")
     assert net.graph.graph["training_outputs"] == heads[always:]
     module = net.to_torch()
     x = torch.randn(2, 3, 8, 8)

@@ -53,7 +53,7 @@ def spec_path(name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def tiny():
-    return graphdsl.load(TINY)
+    return graphdsl.load(text=TINY)
 
 
 def test_module_attribute_lists_match_torch():
@@ -82,7 +82,7 @@ def test_resnet_state_dict_is_torchvisions():
 
 
 def test_api_short_form_and_source(tiny):
-    m = graphdsl.compile(TINY, num_classes=3)
+    m = graphdsl.compile(text=TINY, num_classes=3)
     assert isinstance(m, torch.nn.Module) and m.fc.out_features == 3
     assert type(m).__name__ == "Tiny" and type(m).__doc__.startswith("A tiny network")
     assert tiny.source() == tiny.source()
@@ -179,7 +179,7 @@ def test_torch_compile_inductor(tiny):
 
 @pytest.mark.parametrize("spec", [TINY, "cifar/resnet20.cnn", "googlenet.cnn", "examples/inception_naive.cnn"])
 def test_node_shapes_match_the_static_shapes(spec):
-    net = graphdsl.load(spec if "\n" in spec else spec_path(spec))
+    net = graphdsl.load(text=spec) if "\n" in spec else graphdsl.load(spec_path(spec))
     m = net.to_torch()
     was = [mod.training for mod in m.modules()]
     shapes = node_shapes(net, m, torch.randn(2, *net.input_shape))
@@ -189,7 +189,7 @@ def test_node_shapes_match_the_static_shapes(spec):
 
 
 def test_node_shapes_with_n_ary_add_and_keyword_names():
-    net = graphdsl.load("""
+    net = graphdsl.load(text="""
     block class(c) { def: conv(c, 1) return: bn relu }
     network n { input 3x8x8  a: conv(4, 1)  b: conv(4, 1)  c: conv(4, 1)  add(a, b, c)  self: class(4) }
     """)
@@ -247,11 +247,11 @@ def test_cli_run_on_cuda(tmp_path):
 
 
 def test_inplace_activation_after_an_op_autograd_needs_is_not_inplace():
-    net = graphdsl.load("network n { input 3x8x8 conv(4, 3, pad=1) sigmoid relu(inplace=true) flatten linear(2) }")
+    net = graphdsl.load(text="network n { input 3x8x8 conv(4, 3, pad=1) sigmoid relu(inplace=true) flatten linear(2) }")
     assert "inplace=True" not in net.source()
     net.to_torch().train()(torch.randn(2, 3, 8, 8)).sum().backward()
 
 
 def test_a_network_without_layers_compiles():
-    module = graphdsl.load("network n { input 3x8x8 }").to_torch()
+    module = graphdsl.load(text="network n { input 3x8x8 }").to_torch()
     assert module(torch.ones(1, 3, 8, 8)).shape == (1, 3, 8, 8)

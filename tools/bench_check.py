@@ -53,8 +53,8 @@ def main() -> None:
              median_time(lambda: graphdsl.load(resnet), args.repeats))]
     for n in (1_000, 10_000):
         text = chain(n)
-        rows.append((f"chain of {n:,} layers", len(graphdsl.load(text).graph) - 1,
-                     median_time(lambda t=text: graphdsl.load(t), max(3, args.repeats // 3))))
+        rows.append((f"chain of {n:,} layers", len(graphdsl.load(text=text).graph) - 1,
+                     median_time(lambda t=text: graphdsl.load(text=t), max(3, args.repeats // 3))))
     base = rows[1][2] / rows[1][1]
     print(f"{'spec':<26}{'layers':>8}{'median s':>11}{'us/layer':>10}{'vs 1k chain':>13}")
     for name, layers, t in rows:

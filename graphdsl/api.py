@@ -6,6 +6,7 @@ import contextlib
 import gc
 import os
 import re
+import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,12 +183,13 @@ class Network:
         return {name: self.graph.nodes[node]["shape"] for name, node in tap_nodes(self.graph, names)}
 
     def _repr_svg_(self) -> str | None:
-        """Jupyter shows a Network as its diagram (nothing where the `dot` program is missing)."""
+        """Jupyter shows a Network as its diagram (nothing where the `dot` program is missing, fails or
+        runs out of time)."""
         from .backends import dot
 
         try:
-            return dot.diagram(self.graph).pipe(format="svg").decode("utf-8")
-        except dot.ExecutableNotFound:
+            return dot.svg(self.graph)  # folded as `render` draws it, under the `dot` time limit
+        except (dot.ExecutableNotFound, OSError, subprocess.CalledProcessError):
             return None
 
     def __repr__(self) -> str:

@@ -200,7 +200,8 @@ def render(file, out, network, defines, import_roots, depth, expand):
         depth = dot.auto_depth(net.graph)
         if depth is not None:
             click.echo(f"note: every level of `{shown(net.name)}` makes more than {dot.MAX_BOXES} boxes; drawn to "
-                       f"--depth {depth} (--depth N or --expand draws more)", err=True)
+                       f"--depth {depth} (--depth N draws more; a level of more than {dot.MAX_BOXES} items is cut, and "
+                       "the diagram's title says what was left out)", err=True)
     graph = dot.diagram(net.graph, depth=depth, expand=expand)
     if out == "-":
         click.echo(graph.source, nl=False)

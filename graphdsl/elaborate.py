@@ -112,6 +112,7 @@ class Elaborator:
         self.repeats: dict[tuple, list] = {}  # (message, span) -> [index in diagnostics, times met again]
         self.budget = Budget()
         self.workload = Workload(program.blocks)
+        self._constant_args: dict[int, tuple] = {}  # id(call) -> (call, attrs, spans)
 
     # ---- entry --------------------------------------------------------------------------
 
@@ -515,9 +516,20 @@ class Elaborator:
                 inputs.append(self.tensor(a.value.name if isinstance(a.value, ast.Var) else IN, a.span, ctx))
             attrs, spans = self.op_args(op, call, ctx, [a for a in call.args if a.name is not None])
         else:
-            attrs, spans = self.op_args(op, call, ctx, call.args)
+            attrs, spans = self.constant_args(op, call, ctx)
             inputs = [ctx.current]
         return self.add_node(op, attrs, inputs, path, call, spans)
+
+    def constant_args(self, op: Op, call: ast.Call, ctx: Ctx) -> tuple[dict, dict]:
+        """`op_args`, remembered for a call whose arguments are all literals (`conv(8, 1) * 100000` checks
+        its arguments once, not a hundred thousand times)."""
+        if not all(isinstance(a.value, ast.Const) for a in call.args):
+            return self.op_args(op, call, ctx, call.args)
+        known = self._constant_args.get(id(call))
+        if known is None or known[0] is not call:
+            known = (call, *self.op_args(op, call, ctx, call.args))
+            self._constant_args[id(call)] = known
+        return dict(known[1]), known[2]
 
     def op_args(self, op: Op, call: ast.Call, ctx: Ctx, args) -> tuple[dict, dict]:
         """The op's arguments, checked and normalised, with the span of each one given."""
@@ -573,7 +585,7 @@ class Elaborator:
         if self.graph.number_of_nodes() >= MAX_NODES:
             raise Exhausted(Diagnostic(f"the network grows past {MAX_NODES:,} layers", where.span,
                                        help="raise the limit with the environment variable GRAPHDSL_MAX_LAYERS"))
-        shapes = [self.graph.nodes[i]["shape"] for i in inputs]
+        shapes = [self.graph._node[i]["shape"] for i in inputs]
         head = _head_span(where)
         layouts = {is_channels_last(s) for s in shapes}
         if len(layouts) > 1:

@@ -11,10 +11,14 @@ from . import ast
 from .diagnostics import Diagnostic, Span, did_you_mean
 from .files import file_kind
 from .ops import REGISTRY
-from .syntax import parse
+from .syntax import MAX_TOKENS, count_tokens, parse
 from .text import normalize_newlines
 
 MAX_FILE_BYTES = 10_000_000
+MAX_FILES = 200  # spec files one program reads, the main one included
+MAX_IMPORT_DEPTH = 32  # files importing files
+MAX_PROGRAM_TOKENS = 2 * MAX_TOKENS  # all files together: parsing costs ~20 µs a token
+MAX_IMPORT_ERRORS = 50  # past these, reading more files only finds more of the same
 
 
 @dataclass
@@ -29,6 +33,7 @@ class Program:
     imported_networks: dict[str, ast.Definition] = field(default_factory=dict)  # bases for aliases
     roots: tuple[str, ...] = ()  # real paths of the folders imports may come from
     inputs: list[str] = field(default_factory=list)  # the files read (main first): never an output
+    tokens: int = 0  # of every file read, counted as the parser will see them
 
     @property
     def networks(self) -> dict[str, ast.Definition]:
@@ -158,6 +163,17 @@ def load_program(text: str, file: str, import_roots: Iterable[str | os.PathLike]
     return program
 
 
+def _import_limit(program: Program, stack: tuple[str, ...]) -> str | None:
+    """Which limit reading one more file would pass, if any."""
+    if len(stack) + 1 >= MAX_IMPORT_DEPTH:
+        return f"imports nested more than {MAX_IMPORT_DEPTH} files deep"
+    if len(program.sources) >= MAX_FILES:
+        return f"the spec would read more than {MAX_FILES} files"
+    if program.tokens > MAX_PROGRAM_TOKENS:
+        return f"the files read so far hold more than {MAX_PROGRAM_TOKENS:,} tokens"
+    return None
+
+
 def _refused_import(program: Program, imp: ast.Import, target: str, real: str) -> Diagnostic | None:
     """Why an import may not be read, before it is read: it is no .cnn spec, or lies outside the roots."""
     if not target.endswith(".cnn") or not real.endswith(".cnn"):
@@ -181,6 +197,7 @@ def _load_module(program: Program, text: str, file: str, stack: tuple[str, ...],
                  from_file: bool = True) -> ast.Module | None:
     text = normalize_newlines(text)  # CR-only and CRLF files: lines and columns as an editor shows them
     program.sources[file] = text
+    program.tokens += count_tokens(text)
     module, errors = parse(text, file)
     program.diagnostics += errors
     if module is None:
@@ -194,6 +211,8 @@ def _load_module(program: Program, text: str, file: str, stack: tuple[str, ...],
                                 for imp in module.imports]
         base = None
     for imp in module.imports if base is not None else ():
+        if len(program.diagnostics) >= MAX_IMPORT_ERRORS:
+            break
         target = os.path.normpath(os.path.join(base, imp.path))
         target_key = os.path.realpath(target)
         refused = _refused_import(program, imp, target, target_key)
@@ -206,6 +225,11 @@ def _load_module(program: Program, text: str, file: str, stack: tuple[str, ...],
                                                   help="move the shared blocks into a file that imports neither"))
             continue
         if target_key in program.loaded:
+            continue
+        too_much = _import_limit(program, stack)
+        if too_much is not None:
+            program.diagnostics.append(Diagnostic(f"cannot import `{imp.path}`: {too_much}", imp.span,
+                                                  help="a network's blocks live in a few files; import fewer"))
             continue
         src, problem = read_source(target)
         if problem is not None:

@@ -19,7 +19,7 @@ from .values import Symbol
 
 MAX_SYNTAX_ERRORS = 10
 MAX_RECOVERIES = 200  # attempts to go on after an error: many errors on one line count too
-MAX_TOKENS = 200_000  # a spec of this many tokens is generated, not written; parsing costs ~20 µs a token
+MAX_TOKENS = 100_000  # a spec of this many tokens is generated, not written; parsing costs ~20 µs a token
 MAX_NESTING = 100  # brackets open at once
 MAX_DIGITS = 30  # an integer literal of more digits describes nothing (sizes stop at 2^63, 19 digits)
 RESERVED = "is a reserved word and cannot name a layer or a tensor"
@@ -103,6 +103,11 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
 # Strings, comments, then words and numbers, then any other character: what the parser would see as
 # tokens, counted at regex speed before the parser spends ~20 µs on each.
 _ROUGH_TOKEN = re.compile(r'"""[\s\S]*?(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|#[^\n]*|\w+|[()\[\]{}]|[^\s\w]')
+
+
+def count_tokens(text: str) -> int:
+    """About how many tokens the parser will see in `text` (strings and comments count one each)."""
+    return sum(1 for _ in _ROUGH_TOKEN.finditer(text))
 
 
 def _prescan(text: str, file: str) -> Diagnostic | None:

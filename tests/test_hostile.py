@@ -177,7 +177,7 @@ def test_many_errors_on_one_line_stop_quickly():
 
 
 def test_too_many_tokens():
-    diags = errors(net("let x = [" + ", ".join(["1"] * 150_000) + "]"))
+    diags = errors(net("let x = [" + ", ".join(["1"] * 60_000) + "]"))
     assert len(diags) == 1 and "tokens" in diags[0].message
 
 
@@ -319,3 +319,43 @@ def test_printable_ascii_needs_no_escaping():
     assert escape_controls(string.printable.replace("\x0b", "").replace("\x0c", "").replace("\r", "")
                            .replace("\t", ""), keep="\n") == string.printable.replace("\x0b", "").replace(
         "\x0c", "").replace("\r", "").replace("\t", "")
+
+
+# ---- imports: bounded in files, depth, tokens and errors ----------------------------------------------
+
+def _import_errors(main) -> list:
+    try:
+        graphdsl.load(main)
+    except SpecError as e:
+        return e.diagnostics
+    return []
+
+
+def test_files_importing_each_other_stop_at_the_error_cap(tmp_path):
+    (tmp_path / "graphdsl.toml").write_text("")
+    n = 120
+    for i in range(1, n + 1):
+        (tmp_path / f"m{i}.cnn").write_text("".join(f'import "m{j}.cnn"\n' for j in range(1, n + 1) if j != i))
+    (tmp_path / "net.cnn").write_text('import "m1.cnn"\n' + net("relu"))
+    diags = _import_errors(tmp_path / "net.cnn")
+    assert 1 <= len(diags) <= 50 and all("import" in d.message for d in diags)
+
+
+def test_a_deep_chain_of_imports_is_refused(tmp_path):
+    (tmp_path / "graphdsl.toml").write_text("")
+    for i in range(40):
+        (tmp_path / f"m{i}.cnn").write_text(f'import "m{i + 1}.cnn"\n')
+    (tmp_path / "m40.cnn").write_text("block b() { relu }\n")
+    (tmp_path / "net.cnn").write_text('import "m0.cnn"\n' + net("b()"))
+    diags = _import_errors(tmp_path / "net.cnn")
+    assert any("imports nested more than 32 files deep" in d.message for d in diags)
+
+
+def test_imported_tokens_count_together(tmp_path):
+    (tmp_path / "graphdsl.toml").write_text("")
+    big = "block b{i}() {{ let x = [" + ", ".join(["1"] * 40_000) + "] relu }}\n"
+    for i in range(6):
+        (tmp_path / f"m{i}.cnn").write_text(big.format(i=i))
+    (tmp_path / "net.cnn").write_text("".join(f'import "m{i}.cnn"\n' for i in range(6)) + net("relu"))
+    diags = _import_errors(tmp_path / "net.cnn")
+    assert any("tokens" in d.message for d in diags)

@@ -30,6 +30,7 @@ MAX_NODES = MAX_LAYERS
 MAX_REPEAT = 100_000
 MAX_CALL_DEPTH = 64  # blocks calling blocks: torchvision's deepest nest is 4
 MAX_ERRORS = 50  # past these, more errors are likelier follow-ons than news: elaboration stops
+MAX_ERROR_EVENTS = 1_000  # errors met, repeats included (a loop of 100,000 passes failing each time)
 INPUT = "input"
 IN = "in"  # the tensor name of a block's input (`from in`, `concat(in, x)`)
 MAX_LABEL = 200
@@ -113,6 +114,7 @@ class Elaborator:
         self.budget = Budget()
         self.workload = Workload(program.blocks)
         self._constant_args: dict[int, tuple] = {}  # id(call) -> (call, attrs, spans)
+        self.error_events = 0
 
     # ---- entry --------------------------------------------------------------------------
 
@@ -121,10 +123,12 @@ class Elaborator:
         elaboration with its diagnostic, after those found before it."""
         with spending(self.budget):
             try:
-                return self._network(net, overrides)
+                self._network(net, overrides)
             except Exhausted as e:
                 self.diagnostics.append(e.diagnostic)
-                return self.graph
+        self.graph.graph.setdefault("training_outputs", [])  # a stopped elaboration leaves a partial graph
+        self._note_repeats()
+        return self.graph
 
     def _network(self, net: ast.Definition, overrides: dict) -> nx.DiGraph:
         g = self.graph
@@ -148,13 +152,15 @@ class Elaborator:
         outputs = self.outputs if self.outputs is not None else [("output", ctx.current)]
         g.graph["outputs"] = [(name, node) for name, node in outputs if node is not None]
         g.graph["training_outputs"] = [name for name in self.training_outputs if name in dict(g.graph["outputs"])]
+        return g
+
+    def _note_repeats(self) -> None:
         for index, again in self.repeats.values():
             if again:
                 d = self.diagnostics[index]
                 more = f"{again} more time{'s' if again > 1 else ''}"
                 where = "here (later passes of a loop, or other uses of a block)"
                 self.diagnostics[index] = replace(d, notes=(*d.notes, f"the same error comes up {more} {where}"))
-        return g
 
     def _unalias(self, net: ast.Definition, overrides: dict) -> tuple[ast.Definition, dict]:
         """`network resnet20 = cifar_resnet(n=3)`: the base network, with the alias's arguments
@@ -258,6 +264,10 @@ class Elaborator:
 
     def _report(self, diag: Diagnostic, ctx: Ctx, says_it_repeats: bool = False) -> None:
         key = (diag.message, diag.span)
+        self.error_events += 1
+        if self.error_events > MAX_ERROR_EVENTS:  # a loop repeating its errors: what is left only repeats them
+            raise Exhausted(Diagnostic(f"stopped after {MAX_ERROR_EVENTS:,} errors (counting repeats)", None,
+                                       severity="note", help="fix these first: the rest repeat them"))
         if key in self.repeats:  # one mistake in a block or loop, met again through another use: once
             self.repeats[key][1] += 0 if says_it_repeats else 1
             return

@@ -359,3 +359,9 @@ def test_imported_tokens_count_together(tmp_path):
     (tmp_path / "net.cnn").write_text("".join(f'import "m{i}.cnn"\n' for i in range(6)) + net("relu"))
     diags = _import_errors(tmp_path / "net.cnn")
     assert any("tokens" in d.message for d in diags)
+
+
+def test_a_loop_repeating_an_error_stops_early():
+    diags = errors(net("for i in range(100000) { conv(u, 1) }"))
+    assert [d.severity for d in diags] == ["error", "note"]
+    assert "999 more times" in diags[0].notes[-1] and "stopped after 1,000 errors" in diags[1].message

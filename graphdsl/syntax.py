@@ -105,6 +105,28 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
 _ROUGH_TOKEN = re.compile(r'"""[\s\S]*?(?:"""|\Z)|"(?:[^"\\\n]|\\.)*"?|#[^\n]*|\w+|[()\[\]{}]|[^\s\w]')
 
 
+MAX_STRING_LITERAL = 10_000  # characters of a "string" in the source
+MAX_DOC_LITERAL = 100_000  # of a """doc string"""
+
+
+def _string_problem(token: str) -> tuple[str, str] | None:
+    """A string literal the parser should not be given: a doc string never closed (the parser's pattern
+    for it would scan and backtrack through the rest of the file), or one of megabytes."""
+    if token.startswith('"""'):
+        if len(token) < 6 or not token.endswith('"""'):
+            return "this doc string is never closed", 'close it with `"""`'
+        if len(token) > MAX_DOC_LITERAL:
+            return (f"a doc string of {len(token):,} characters (at most {MAX_DOC_LITERAL:,})",
+                    "a doc string says what a network or block is for, in a few lines")
+        return None
+    if len(token) > MAX_STRING_LITERAL:
+        closed = len(token) > 1 and token.endswith('"')
+        return (f"a string of {len(token):,} characters (at most {MAX_STRING_LITERAL:,})" if closed else
+                f"this string is never closed, and runs {len(token):,} characters"), \
+            'strings are short and end on their line with `"`'
+    return None
+
+
 def count_tokens(text: str) -> int:
     """About how many tokens the parser will see in `text` (strings and comments count one each)."""
     return sum(1 for _ in _ROUGH_TOKEN.finditer(text))
@@ -116,7 +138,13 @@ def _prescan(text: str, file: str) -> Diagnostic | None:
     for m in _ROUGH_TOKEN.finditer(text):
         count += 1
         ch = m.group()
-        if ch in "([{":
+        if ch[:1] == '"':
+            problem = _string_problem(ch)
+            if problem is not None:
+                line, col = _line_col(text, m.start())
+                return Diagnostic(problem[0], _token_span(file, line, col, 3 if ch.startswith('"""') else 1),
+                                  help=problem[1])
+        elif ch in "([{":
             depth += 1
             if depth > MAX_NESTING:
                 line, col = _line_col(text, m.start())
@@ -207,6 +235,9 @@ def _describe_error(e: UnexpectedInput, text: str, file: str) -> Diagnostic:
         span = _token_span(file, e.line, e.column)
         if ch == "'":
             return Diagnostic("strings use double quotes", span, help='write "text" instead of \'text\'')
+        if ch == '"':
+            return Diagnostic("this string is never closed", span,
+                              help='end it with `"` on the same line (doc strings of several lines use `"""`)')
         if ch and not (" " < ch < "\x7f"):
             return _strange_character(ch, span)
         return Diagnostic(f"unexpected character `{ch}`", span,

@@ -80,7 +80,7 @@ def test_nested_bombs_are_refused_before_they_run():
 def test_layer_cap_stops_everything():
     """Past the layer cap, the remaining iterations do not carry on: one diagnostic, at the cap."""
     diags = errors(net(f"for i in range({MAX_LAYERS // 1000 + 1}) {{ conv(8, 1) * 1000 }}"))
-    assert len(diags) == 1 and "250,000 layers" in diags[0].message
+    assert len(diags) == 1 and f"{MAX_LAYERS:,} layers" in diags[0].message
 
 
 @pytest.mark.parametrize("body", [
@@ -362,6 +362,17 @@ def test_imported_tokens_count_together(tmp_path):
 
 
 def test_a_loop_repeating_an_error_stops_early():
-    diags = errors(net("for i in range(100000) { conv(u, 1) }"))
+    diags = errors(net("for i in range(100000) { let x = u }"))
     assert [d.severity for d in diags] == ["error", "note"]
     assert "999 more times" in diags[0].notes[-1] and "stopped after 1,000 errors" in diags[1].message
+
+
+@pytest.mark.parametrize("text, message", [
+    (net('let s = "' + "a" * 2_000_000 + "\nrelu"), "never closed, and runs 2,000,001 characters"),
+    ('"""doc\n' + net("relu") + "x" * 1_000_000, "this doc string is never closed"),
+    (net('let s = "' + "a" * 20_000 + '"\nrelu'), "a string of 20,002 characters"),
+    (net('let s = "abc\nrelu'), "this string is never closed"),
+])
+def test_long_or_unclosed_strings_are_refused_before_parsing(text, message):
+    diags = errors(text)
+    assert len(diags) == 1 and message in diags[0].message

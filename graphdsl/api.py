@@ -173,6 +173,14 @@ class Network:
 
         return to_torch(self, device=device, dtype=dtype, outputs=outputs)
 
+    def diff(self, other: Network, labels: tuple[str, str] | None = None):
+        """What changes from this network to `other`, layer by layer (graphdsl.diff.NetworkDiff): added,
+        removed and changed layers matched by module path, with their deltas and the totals';
+        `.format("text"|"json"|"markdown")`, `.diagram()`."""
+        from .diff import diff
+
+        return diff(self, other, labels=labels)
+
     def taps(self, names) -> dict[str, Shape]:
         """The static shape of each named layer or scope, {name: shape}, as `to_torch(outputs=names)`
         returns them. A name is a node id (`layer2.1.conv2`) or a scope path (`layer2`: its output node,

@@ -132,6 +132,34 @@ def refuse_output(path, inputs, *, written: str = "") -> None:
         sys.exit(1)
 
 
+def draw(graph, path: str, inputs) -> None:
+    """Write a diagram to `path` (never over an input of the run); exit 1 on failure, or 3 where `dot`
+    is missing (the DOT source is written next to it instead)."""
+    from .backends import dot
+
+    try:
+        dot.write(graph, path)
+    except dot.ExecutableNotFound:
+        fallback = str(Path(path).with_suffix(".dot"))
+        missing = f"; Graphviz's `dot` program is not on PATH, so {shown(path)} could not be drawn either"
+        refuse_output(fallback, inputs, written=missing)
+        try:
+            dot.write(graph, fallback)
+        except OSError as e:
+            click.echo(f"error: cannot write {shown(fallback)}: {shown(e.strerror or e)}", err=True)
+            sys.exit(1)
+        click.echo(f"error: Graphviz's `dot` program is not on PATH, so {shown(path)} could not be drawn; wrote "
+                   f"the DOT source to {shown(fallback)} instead\nhelp: {dot.INSTALL_HELP}; then run "
+                   f"`dot -T{dot.format_of(path)} {shown(fallback)} -o {shown(path)}`", err=True)
+        sys.exit(3)
+    except OutputRefused as e:  # changed since it was checked
+        click.echo(f"error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
+        sys.exit(1)
+    except (OSError, subprocess.CalledProcessError) as e:
+        click.echo(f"error: cannot write {shown(path)}: {shown(e)}", err=True)
+        sys.exit(1)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="graphdsl")
 def main():
@@ -206,27 +234,7 @@ def render(file, out, network, defines, import_roots, depth, expand):
     if out == "-":
         click.echo(graph.source, nl=False)
         return
-    try:
-        dot.write(graph, path)
-    except dot.ExecutableNotFound:
-        fallback = str(Path(path).with_suffix(".dot"))
-        missing = f"; Graphviz's `dot` program is not on PATH, so {shown(path)} could not be drawn either"
-        refuse_output(fallback, net.inputs, written=missing)
-        try:
-            dot.write(graph, fallback)
-        except OSError as e:
-            click.echo(f"error: cannot write {shown(fallback)}: {shown(e.strerror or e)}", err=True)
-            sys.exit(1)
-        click.echo(f"error: Graphviz's `dot` program is not on PATH, so {shown(path)} could not be drawn; wrote "
-                   f"the DOT source to {shown(fallback)} instead\nhelp: {dot.INSTALL_HELP}; then run "
-                   f"`dot -T{dot.format_of(path)} {shown(fallback)} -o {shown(path)}`", err=True)
-        sys.exit(3)
-    except OutputRefused as e:  # changed since it was checked
-        click.echo(f"error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
-        sys.exit(1)
-    except (OSError, subprocess.CalledProcessError) as e:
-        click.echo(f"error: cannot write {shown(path)}: {shown(e)}", err=True)
-        sys.exit(1)
+    draw(graph, path, net.inputs)
     click.echo(f"wrote {shown(path)}: network `{shown(net.name)}`, {figure(net.params)} parameters, "
                f"{figure(net.macs)} MACs")
 
@@ -349,6 +357,72 @@ def compile_(file, out, network, defines, import_roots, device, run_it):
         outs = shown(", ".join(f"{n} {fmt_shape(s)}" for n, s in zip(names, shapes)))
         click.echo(f"ran on {device}, {mode} mode, batch {batch}: {outs} ({seconds:.2f} s)",
                    err=out == "-")
+
+
+@main.command(name="diff")
+@click.argument("file_a", metavar="A", type=click.Path(dir_okay=False))
+@click.argument("file_b", metavar="[B]", required=False, type=click.Path(dir_okay=False))
+@click.option("--network", "-n", default=None, help="The network of both files (default: the only one).")
+@click.option("--network-a", default=None, help="A's network, where it differs from B's.")
+@click.option("--network-b", default=None, help="B's network, where it differs from A's.")
+@define_option
+@click.option("-A", "defines_a", multiple=True, callback=_defines, metavar="NAME=VALUE",
+              help="Override a parameter of A only (after -D).")
+@click.option("-B", "defines_b", multiple=True, callback=_defines, metavar="NAME=VALUE",
+              help="Override a parameter of B only (after -D).")
+@ops_option
+@import_root_option
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.option("-o", "--output", "out", default=None, metavar="OUT",
+              help="Also draw B with what changed coloured: OUT.svg, .png, .pdf or .dot.")
+@click.option("--depth", type=click.IntRange(min=1), default=None, metavar="N",
+              help="For -o: fold every scope deeper than N levels.")
+@click.option("--expand", is_flag=True, help="For -o: draw every block.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 where the networks differ (as `git diff --exit-code`).")
+def diff_(file_a, file_b, network, network_a, network_b, defines, defines_a, defines_b, import_roots, fmt, out,
+          depth, expand, exit_code):
+    """Compare two networks layer by layer: what was added, removed or changed (shapes, parameters, MACs,
+    receptive field), matched by module path, and the totals. B defaults to A: `graphdsl diff
+    specs/resnet50.cnn -B num_classes=10` compares one spec under two settings.
+
+    Exit status: 0 compared (with --exit-code, 1 where they differ); 1 an invalid spec; 3 `dot` missing
+    for -o.
+    """
+    from .backends import dot
+    from .diff import diff
+
+    if depth is not None and expand:
+        raise click.UsageError("--depth and --expand exclude each other: --expand draws every level")
+    if out is not None:
+        try:
+            dot.format_of(out)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'-o'") from None
+    file_b = file_b or file_a
+    sides = []
+    for file, net_name, own in ((file_a, network_a, defines_a), (file_b, network_b, defines_b)):
+        name = net_name or network
+        overrides = {**defines, **own}
+        sides.append((load_or_exit(file, name, overrides, "json" if fmt == "json" else "text", import_roots),
+                      _diff_label(file, name, defines, own, "A" if not sides else "B")))
+    (a, label_a), (b, label_b) = sides
+    result = diff(a, b, labels=(label_a, label_b))
+    if out is not None:
+        refuse_output(out, [*a.inputs, *b.inputs])
+        draw(result.diagram(depth=depth, expand=expand), out, [*a.inputs, *b.inputs])
+    click.echo(result.format(fmt), nl=not result.format(fmt).endswith("\n"))
+    if exit_code and not result.empty:
+        sys.exit(1)
+
+
+def _diff_label(file: str, network: str | None, defines: dict, own: dict, side: str) -> str:
+    """How a side of a diff is named: the file as typed, its network, its overrides (`-B num_classes=10`)."""
+    from .values import show
+
+    parts = [file] + ([f"--network {network}"] if network else [])
+    parts += [f"-D {k}={show(v)}" for k, v in defines.items()]
+    parts += [f"-{side} {k}={show(v)}" for k, v in own.items()]
+    return " ".join(parts)
 
 
 @main.command(name="ops")

@@ -47,9 +47,17 @@ PALETTE = ("#d0e0e3", "#ead1dc", "#e6d8c3", "#d5e8d4", "#dae8fc", "#f8cecc", "#e
 FOLDED = "#dfe6f0"  # a folded scope or run of blocks
 TERMINAL = "#ffffff"  # input and outputs
 MUTED = "#555555"
+# A diff diagram (diff_diagram): network b, what differs from a filled and outlined, the rest pale.
+DIFF_COLOURS = {  # status -> (fill, outline)
+    "changed": ("#ffd966", "#b45f06"),  # amber
+    "added": ("#b6d7a8", "#38761d"),  # green
+    "removed": ("#ffffff", "#cc0000"),  # red, dashed: layers of a only, drawn apart
+}
+UNCHANGED = "#f3f3f3"
+MAX_GHOSTS = 12  # removed layers drawn as boxes; the rest are counted
 
-__all__ = ["diagram", "write", "run_dot", "svg", "auto_depth", "family_colour", "ExecutableNotFound", "DotTimeout",
-           "DotError", "FORMATS", "INSTALL_HELP", "MAX_BOXES", "TIMEOUT"]
+__all__ = ["diagram", "diff_diagram", "write", "run_dot", "svg", "auto_depth", "family_colour", "ExecutableNotFound",
+           "DotTimeout", "DotError", "FORMATS", "INSTALL_HELP", "MAX_BOXES", "TIMEOUT", "DIFF_COLOURS"]
 
 TIMEOUT = 60.0  # seconds `dot` may take (GRAPHDSL_DOT_TIMEOUT overrides it): past that, a diagram is too big to read
 NARROW_HELP = ("draw fewer levels with `--depth N` (e.g. --depth 1), or list every layer with `graphdsl summary`")
@@ -107,10 +115,10 @@ def family_colour(family: str) -> str:
     return PALETTE[int(hashlib.sha256(family.encode()).hexdigest(), 16) % len(PALETTE)]
 
 
-def _html(title: str, sub: str = "", sub2: str = "") -> str:
+def _html(title: str, sub: str = "", sub2: str = "", sub3: str = "") -> str:
     """An HTML-like label: the operator in bold, names and notes smaller below (hidden characters escaped)."""
     text = f"<b>{html.escape(escape_controls(title))}</b>"
-    for line in (sub, sub2):
+    for line in (sub, sub2, sub3):
         if line:
             text += f'<br/><font point-size="9" color="{MUTED}">{html.escape(escape_controls(line))}</font>'
     return f"<{text}>"
@@ -198,12 +206,34 @@ def cap(g: nx.DiGraph, items: list, limit: int = MAX_ITEMS) -> tuple[list, int]:
     return cut(items), left_out
 
 
+def _status(highlight: dict[str, str], members: list[str]) -> str | None:
+    """A box's diff status: "added" where every layer in it is, "changed" where some layer is added or
+    changed, None where none is."""
+    found = {highlight[n] for n in members if n in highlight}
+    if not found:
+        return None
+    return "added" if found == {"added"} and len(members) == sum(1 for n in members if n in highlight) else "changed"
+
+
+def _tally(highlight: dict[str, str], members: list[str]) -> str:
+    """`3 changed, 1 added`: what a folded box holds that differs."""
+    changed = sum(1 for n in members if highlight.get(n) == "changed")
+    added = sum(1 for n in members if highlight.get(n) == "added")
+    return ", ".join(f"{k:,} {what}" for k, what in ((changed, "changed"), (added, "added")) if k)
+
+
 @gc_paused()
-def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False,
-            max_items: int = MAX_ITEMS) -> graphviz.Digraph:
+def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False, max_items: int = MAX_ITEMS,
+            highlight: dict[str, str] | None = None, removed: list[tuple[str, str]] = (),
+            title: tuple[str, str] | None = None) -> graphviz.Digraph:
     """The diagram of an IR graph (with the figures of graphdsl.passes on its nodes). A scope of more
     than `max_items` boxes side by side or in a row shows its first and last ones around a box for the
-    rest, and the title says how many were left out and how to see them."""
+    rest, and the title says how many were left out and how to see them.
+
+    `highlight` ({node id: "added" | "changed"}) draws a diff: those nodes filled and outlined in
+    DIFF_COLOURS, every other node pale; a folded box or a cluster holding such nodes takes their colour
+    (a folded box also counts them). `removed` ((path, label) of layers that are gone) are drawn apart as
+    dashed boxes, the first MAX_GHOSTS of them. `title` replaces the title's two lines."""
     items, left_out = cap(g, view(g, depth=depth, fold_runs=not expand), max_items)
     shown = Shown()
     name = g.graph.get("name", "network")
@@ -211,8 +241,22 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False,
     params = sum(d.get("params", 0) for _, d in g.nodes(data=True))
     macs = sum(d.get("macs", 0) for _, d in g.nodes(data=True))
     note = (f"{left_out:,} boxes not drawn (a list of more than {max_items:,}): {NARROW_HELP}" if left_out else "")
+    head, sub = title if title is not None else (name, f"{params:,} parameters · {macs:,} MACs")
     dg.attr(rankdir="TB", ordering="out", fontname=FONT, fontsize="14", labelloc="t", labeljust="c", nodesep="0.25",
-            ranksep="0.3", newrank="true", label=_html(name, f"{params:,} parameters · {macs:,} MACs", note))
+            ranksep="0.3", newrank="true", label=_html(head, sub, note))
+
+    def paint(members: list[str], fill: str) -> dict:
+        """The fill and outline of a box: its own, or its diff status's where `highlight` is given."""
+        if highlight is None:
+            return {"fillcolor": fill}
+        status = _status(highlight, members)
+        if status is None:
+            return {"fillcolor": UNCHANGED, "color": "#999999"}
+        colour, line = DIFF_COLOURS[status]
+        return {"fillcolor": colour, "color": line, "penwidth": "2"}
+
+    def tally(members: list[str]) -> str:
+        return _tally(highlight, members) if highlight else ""
     dg.attr("node", shape="box", style="rounded,filled", fontname=FONT, fontsize="11", margin="0.12,0.04",
             height="0.3", penwidth="0.8")
     dg.attr("edge", fontname=FONT, fontsize="9", fontcolor=MUTED, color="#666666", arrowsize="0.6", penwidth="0.9")
@@ -305,9 +349,12 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False,
                 scope = item.scope
                 sub = graphviz.Digraph(name=f"cluster_{scope.name}")
                 title = scope.name + (f" · {item.label}" if item.label else "")
+                outline = {"color": "#aaaaaa", "penwidth": "0.8"}
+                status = _status(highlight, scope.members) if highlight else None
+                if status is not None:
+                    outline = {"color": DIFF_COLOURS[status][1], "penwidth": "1.5"}
                 sub.attr(label=_text(title), fontname=FONT, fontsize="10", fontcolor="#333333", labeljust="l",
-                         style="rounded", color="#aaaaaa", penwidth="0.8",
-                         tooltip=_text(call_text(scope, limit=200, shown=shown) or title))
+                         style="rounded", **outline, tooltip=_text(call_text(scope, limit=200, shown=shown) or title))
                 draw(sub, item.items, scope.path)
                 target.subgraph(sub)
             else:
@@ -318,31 +365,34 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False,
             d = g.nodes[u.id]
             op = REGISTRY[d["op"]]
             tip = _text(f"{u.id}: {op.label(d['attrs'])} → {fmt_shape(d['shape'], TIMES)}")
+            colours = paint(u.members, family_colour(op.family))
+            if highlight and u.id in highlight:
+                tip = _text(f"{highlight[u.id]}: ") + tip
             if d["op"] == "add":
-                target.node(u.id, "+", shape="circle", fillcolor=family_colour(op.family), fontsize="14",
-                            width="0.3", height="0.3", margin="0", fixedsize="true", tooltip=tip)
+                target.node(u.id, "+", shape="circle", fontsize="14", width="0.3", height="0.3", margin="0",
+                            fixedsize="true", tooltip=tip, **colours)
             else:
-                target.node(u.id, _html(op.label(d["attrs"]), _local(u.id, d["op"])),
-                            fillcolor=family_colour(op.family), tooltip=tip)
+                target.node(u.id, _html(op.label(d["attrs"]), _local(u.id, d["op"])), tooltip=tip, **colours)
             return
         out = g.nodes[output_node(g, u.members)]["shape"]
         tip = _text(f"{u.id}: {_figures(g, u.members)} → {fmt_shape(out, TIMES)}")
         if u.kind == "more":
-            target.node(u.id, _html(f"… {u.label}", f"{len(u.members):,} layers not drawn", _figures(g, u.members)),
-                        fillcolor=FOLDED, style="filled,dashed", margin="0.2,0.1",
-                        tooltip=_text(f"{u.id}: not drawn; {NARROW_HELP}"))
+            target.node(u.id, _html(f"… {u.label}", f"{len(u.members):,} layers not drawn", _figures(g, u.members),
+                                    tally(u.members)),
+                        style="filled,dashed", margin="0.2,0.1", tooltip=_text(f"{u.id}: not drawn; {NARROW_HELP}"),
+                        **paint(u.members, FOLDED))
         elif u.kind == "run":
             where = f"{u.scopes[0].name} … {u.scopes[-1].name}"
             if u.whole is not None:
                 where = f"{u.whole.name} ({where})"
-            target.node(u.id, _html(u.label, where, _figures(g, u.members)), shape="box3d", style="filled",
-                        fillcolor=FOLDED, margin="0.2,0.1", tooltip=tip)
+            target.node(u.id, _html(u.label, where, _figures(g, u.members), tally(u.members)), shape="box3d",
+                        style="filled", margin="0.2,0.1", tooltip=tip, **paint(u.members, FOLDED))
         else:
             scope = u.scopes[0]
             args = ", ".join(f"{k}={shown(v)}" for k, v in scope.info.get("args", {}).items())
             where = f"{u.id}: {args}" if args and len(args) <= 60 else u.id
-            target.node(u.id, _html(u.label or "group", where, _figures(g, u.members)), fillcolor=FOLDED,
-                        peripheries="2", tooltip=tip)
+            target.node(u.id, _html(u.label or "group", where, _figures(g, u.members), tally(u.members)),
+                        peripheries="2", tooltip=tip, **paint(u.members, FOLDED))
 
     draw(dg, items, ())
     for a, b, attrs in routed:
@@ -357,9 +407,48 @@ def diagram(g: nx.DiGraph, depth: int | None = None, expand: bool = False,
                           tooltip=_text(f"output {oname}: {fmt_shape(g.nodes[n]['shape'], TIMES)}"))
         for oname, n in outputs:
             dg.edge(owner[n], f"output {oname}", label=" " + fmt_shape(g.nodes[n]["shape"], TIMES))
+    if removed:
+        fill, line = DIFF_COLOURS["removed"]
+        with dg.subgraph(name="cluster_ (removed)") as gone:
+            gone.attr(label=_text(f"removed: {len(removed):,} layers of a only"), fontname=FONT, fontsize="10",
+                      fontcolor=line, labeljust="l", style="rounded,dashed", color=line, penwidth="1.2")
+            gone.attr(rank="same")
+            ghosts = []
+            for path, label in removed[:MAX_GHOSTS]:
+                ghosts.append(f"{path} (removed)")
+                gone.node(ghosts[-1], _html(label, path), style="rounded,filled,dashed", fillcolor=fill,
+                          color=line, fontcolor=line, penwidth="1.5", tooltip=_text(f"removed: {path}: {label}"))
+            if len(removed) > MAX_GHOSTS:
+                ghosts.append(" (more removed)")
+                gone.node(ghosts[-1], _html(f"… {len(removed) - MAX_GHOSTS:,} more"), style="rounded,dashed",
+                          color=line, fontcolor=line)
+            for u, v in zip(ghosts, ghosts[1:]):  # in a's order, left to right
+                gone.edge(u, v, style="invis")
     # the last word: whatever a name of the IR holds, no hidden character reaches the DOT text raw
     dg.body[:] = [escape_controls(line, keep="\n\t") for line in dg.body]
     return dg
+
+
+def diff_diagram(d, depth: int | None = None, expand: bool = False, fit: bool = True) -> graphviz.Digraph:
+    """Network b of a graphdsl.diff.NetworkDiff, drawn with what differs from a coloured: changed layers
+    amber, added ones green, the rest pale; a folded box or cluster holding a changed layer takes its
+    colour; the layers of a only are drawn apart as dashed red boxes. The title names both networks and
+    counts the differences. With `fit` (and neither `depth` nor `expand`), folded to auto_depth as
+    `graphdsl render` draws a big network."""
+    g = d.b_graph
+    if g is None:
+        raise ValueError("this NetworkDiff holds no graphs (made by graphdsl.diff.diff, it does)")
+    if fit and depth is None and not expand:
+        depth = auto_depth(g)
+    counts = (f"{len(d.changed):,} changed (amber) · {len(d.added):,} added (green) · {len(d.removed):,} removed "
+              "(dashed, red)")
+    macs = d.delta("macs")
+    params = d.delta("params")
+    sign = lambda n: f"+{n:,}" if n > 0 else f"{n:,}"  # noqa: E731
+    title = (f"{d.a_label} → {d.b_label}",
+             f"{counts}; params {sign(params)}, MACs {sign(macs)} (b − a)" if not d.empty else "no differences")
+    return diagram(g, depth=depth, expand=expand, highlight=d.highlight(),
+                   removed=[(r.path, r.label) for r in d.removed], title=title)
 
 
 def format_of(path: str | os.PathLike, format: str | None = None) -> str:

@@ -197,7 +197,7 @@ def _load_module(program: Program, text: str, file: str, stack: tuple[str, ...],
                  from_file: bool = True) -> ast.Module | None:
     text = normalize_newlines(text)  # CR-only and CRLF files: lines and columns as an editor shows them
     program.sources[file] = text
-    program.tokens += count_tokens(text)
+    program.tokens += count_tokens(text, MAX_PROGRAM_TOKENS)
     module, errors = parse(text, file)
     program.diagnostics += errors
     if module is None:

@@ -127,9 +127,15 @@ def _string_problem(token: str) -> tuple[str, str] | None:
     return None
 
 
-def count_tokens(text: str) -> int:
-    """About how many tokens the parser will see in `text` (strings and comments count one each)."""
-    return sum(1 for _ in _ROUGH_TOKEN.finditer(text))
+def count_tokens(text: str, limit: int = MAX_TOKENS) -> int:
+    """About how many tokens the parser will see in `text` (strings and comments count one each), counted
+    up to `limit` + 1: past it, the exact number does not matter."""
+    count = 0
+    for _ in _ROUGH_TOKEN.finditer(text):
+        count += 1
+        if count > limit:
+            break
+    return count
 
 
 def _prescan(text: str, file: str) -> Diagnostic | None:
@@ -152,8 +158,10 @@ def _prescan(text: str, file: str) -> Diagnostic | None:
                                   help="flatten the nesting: use blocks, `*` repetition or `for` loops")
         elif ch in ")]}":
             depth = max(0, depth - 1)
+        if count > MAX_TOKENS:
+            break
     if count > MAX_TOKENS:
-        return Diagnostic(f"the spec has {count:,} tokens, more than the {MAX_TOKENS:,} a spec may have",
+        return Diagnostic(f"the spec has more than the {MAX_TOKENS:,} tokens a spec may have",
                           Span(file, 1, 1, 1, 1),
                           help="build long networks with `for` loops, `*` repetition and blocks, or split "
                                "the spec into files")

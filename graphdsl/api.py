@@ -131,12 +131,20 @@ class Network:
             "layers": len(self.graph) - 1,
         }
 
-    def summary(self, depth: int | None = None):
+    def summary(self, depth: int | None = None, convention: str = "macs"):
         """The static summary (graphdsl.backends.summary.Summary): rows per layer, or per block at `depth`;
-        `str()` gives the table, `.format("json"|"csv"|"markdown")` the others."""
+        `str()` gives the table, `.format("json"|"csv"|"markdown")` the others. `convention` chooses how
+        the cost column counts (graphdsl.flops.CONVENTIONS: "macs", "flops", "ptflops", ...)."""
         from .backends.summary import Summary
 
-        return Summary(self.graph, depth)
+        return Summary(self.graph, depth, convention=convention)
+
+    def costs(self) -> dict[str, int]:
+        """The network's cost under every convention (graphdsl.flops): {"macs": ..., "flops": ...,
+        "ptflops": ..., ...}; `graphdsl flops FILE --explain` says how they differ."""
+        from .flops import totals
+
+        return totals(self.graph)
 
     def render(self, path: str | os.PathLike | None = None, format: str | None = None, depth: int | None = None,
                expand: bool = False):

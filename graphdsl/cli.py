@@ -13,6 +13,7 @@ import click
 
 from .diagnostics import Diagnostic, SpecError
 from .files import OutputRefused, output_target, write_atomic
+from .flops import CONVENTIONS
 from .ops.base import fmt_shape
 from .text import escape_controls
 from .units import figure
@@ -85,6 +86,8 @@ ops_option = click.option("--ops", "ops", multiple=True, callback=_load_ops, exp
                           help="Load operators from a Python module or .py file (repeatable). Installed plugins "
                                "(entry point group graphdsl.ops) load unless GRAPHDSL_NO_PLUGINS=1.")
 
+
+CONVENTION_NAMES = tuple(CONVENTIONS)
 
 import_root_option = click.option(
     "--import-root", "import_roots", multiple=True, metavar="DIR",
@@ -179,7 +182,10 @@ def check(file, network, defines, fmt, import_roots):
     figures = net.figures()
     if fmt == "json":
         warnings = [w.to_json() for w in net.warnings]
-        click.echo(json.dumps({"ok": True, **figures, "warnings": warnings}, indent=2, ensure_ascii=True))
+        from .flops import totals
+
+        click.echo(json.dumps({"ok": True, **figures, "costs": totals(net.graph), "warnings": warnings}, indent=2,
+                              ensure_ascii=True))
         return
     training = set(net.graph.graph["training_outputs"])
     outs = ", ".join(f"{name} {fmt_shape(s)}" + (" (training only)" if name in training else "")
@@ -249,7 +255,10 @@ def render(file, out, network, defines, import_roots, depth, expand):
               help="One row per block at depth N instead of one per layer.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv", "markdown"]), default="table",
               show_default=True)
-def summary(file, network, defines, import_roots, depth, fmt):
+@click.option("--convention", type=click.Choice(list(CONVENTION_NAMES)), default="macs", show_default=True,
+              help="How the cost column counts: conv + linear MACs, MACs of every op, FLOPs, or as a tool counts "
+                   "(ptflops, thop, fvcore, torchinfo); `graphdsl flops FILE --explain` compares them.")
+def summary(file, network, defines, import_roots, depth, fmt, convention):
     """Tabulate FILE's network: per-layer shapes, parameters, MACs, memory, receptive field; totals.
 
     Static: nothing runs. On an invalid spec, the rows up to the error, then the diagnostics (exit 1).
@@ -258,7 +267,7 @@ def summary(file, network, defines, import_roots, depth, fmt):
 
     net, diagnostics = load_or_exit(file, network, defines, "json" if fmt == "json" else "text", import_roots,
                                     partial=True)
-    table = Summary(net.graph, depth, partial=bool(diagnostics))
+    table = Summary(net.graph, depth, partial=bool(diagnostics), convention=convention)
     if fmt == "json":
         data = {"ok": not diagnostics, **table.to_json()}
         if diagnostics:
@@ -357,6 +366,30 @@ def compile_(file, out, network, defines, import_roots, device, run_it):
         outs = shown(", ".join(f"{n} {fmt_shape(s)}" for n, s in zip(names, shapes)))
         click.echo(f"ran on {device}, {mode} mode, batch {batch}: {outs} ({seconds:.2f} s)",
                    err=out == "-")
+
+
+@main.command(name="flops")
+@click.argument("file", type=click.Path(dir_okay=False))
+@network_option
+@define_option
+@ops_option
+@import_root_option
+@click.option("--convention", "conventions", multiple=True, type=click.Choice(list(CONVENTION_NAMES)),
+              help="Only these conventions (repeatable; default: all).")
+@click.option("--explain", is_flag=True, help="Per op family: how many layers, and what each convention counts.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+def flops(file, network, defines, import_roots, conventions, explain, fmt):
+    """FILE's cost under every convention: conv + linear MACs (torchvision's figure), MACs of every op,
+    FLOPs (2 x MACs, as torch's FlopCounterMode), and as ptflops, thop, fvcore and torchinfo count.
+
+    With --explain, a table per op family shows where the conventions differ, to reconcile a figure
+    from another tool. Static: nothing runs.
+    """
+    from . import flops as costs
+
+    net = load_or_exit(file, network, defines, "json" if fmt == "json" else "text", import_roots)
+    text = costs.report(net.graph, fmt=fmt, conventions=list(conventions) or None, explained=explain)
+    click.echo(text, nl=not text.endswith("\n"))
 
 
 @main.command(name="diff")

@@ -1,7 +1,8 @@
 """The static summary: one row per layer (or per block at a depth) with shapes and figures, and totals.
 
 It reads the IR only, never runs the network and never imports torch. Memory figures assume float32,
-4 bytes a value, at batch 1.
+4 bytes a value, at batch 1. The MACs column can be shown under another counting convention
+(`Summary(g, convention="flops")`, see graphdsl.flops); the JSON carries every convention's total.
 
 >>> import graphdsl
 >>> s = graphdsl.load(text="network n { input 3x32x32  c: conv(8, 3)  relu }").summary()
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 import networkx as nx
 from rich.cells import cell_len
 
+from .. import flops
 from ..ops import REGISTRY
 from ..ops.base import fmt_shape
 from ..passes import FIGURES, inputs_of
@@ -74,6 +76,7 @@ class Row:
     rf: tuple[int, int]
     jump: tuple[int, int]
     inputs: tuple[str, ...]  # the rows that feed this one ("input" for the network input)
+    cost: int | None = None  # the row's figure under the summary's convention, where that is not plain MACs
 
     @property
     def activation_bytes(self) -> int:
@@ -84,11 +87,13 @@ class Row:
         return {"name": self.name, "op": self.op, "label": self.label, "shape": list(self.shape),
                 "params": self.params, "buffers": self.buffers, "macs": self.macs, "other_ops": self.other_ops,
                 "activations": self.activations, "rf": list(self.rf), "jump": list(self.jump),
-                "inputs": list(self.inputs), "activation_bytes": self.activation_bytes}
+                "inputs": list(self.inputs), "activation_bytes": self.activation_bytes,
+                **({} if self.cost is None else {"cost": self.cost})}
 
 
-def rows(g: nx.DiGraph, depth: int | None = None) -> list[Row]:
-    """The rows of the summary, in graph order. Needs the figures of graphdsl.passes on the nodes."""
+def rows(g: nx.DiGraph, depth: int | None = None, costs: dict[str, int] | None = None) -> list[Row]:
+    """The rows of the summary, in graph order. Needs the figures of graphdsl.passes on the nodes; `costs`
+    (node id -> figure, a convention's `flops.costs(...).per_node`) fills each row's `cost`."""
     found = units(g, depth)
     owner = {n: u.id for u in found for n in u.members}
     shown = Shown()
@@ -110,8 +115,9 @@ def rows(g: nx.DiGraph, depth: int | None = None) -> list[Row]:
         last = g.nodes[output_node(g, u.members)]
         sums = {k: sum(g.nodes[n][k] for n in u.members) for k in FIGURES}
         shape = last["shape"] if isinstance(last["shape"], tuple) else tuple(last["shape"])  # ChannelsLast stays
+        cost = None if costs is None else sum(costs.get(n, 0) for n in u.members)
         out.append(Row(u.id, op, label, shape, **sums, rf=tuple(last["rf"]),
-                       jump=tuple(last["jump"]), inputs=tuple(feeds)))
+                       jump=tuple(last["jump"]), inputs=tuple(feeds), cost=cost))
     return out
 
 
@@ -132,15 +138,27 @@ def dims(pair) -> str:
 class Summary:
     """The summary of a network (possibly partial: the nodes elaborated before an error)."""
 
-    def __init__(self, g: nx.DiGraph, depth: int | None = None, partial: bool = False):
+    def __init__(self, g: nx.DiGraph, depth: int | None = None, partial: bool = False,
+                 convention: str = flops.DEFAULT):
         if depth is not None and depth < 1:
             raise ValueError(f"depth counts from 1, got {depth}")
+        self.convention = flops.convention(convention)  # ValueError naming the conventions
         self.graph = g
         self.depth = depth
         self.partial = partial  # the graph stops at an error: say so
+        self.cost_total: int | None = None  # under a convention other than plain MACs: its total
+        per_node = None
+        if convention != flops.DEFAULT:
+            found = flops.costs(g, convention)
+            per_node, self.cost_total = found.per_node, found.total
         with gc_paused():
-            self.rows = rows(g, depth)
+            self.rows = rows(g, depth, per_node)
         self.totals = totals(g)
+
+    @property
+    def converted(self) -> bool:
+        """The MACs column shows another convention's figure."""
+        return self.cost_total is not None
 
     @property
     def name(self) -> str:
@@ -157,8 +175,10 @@ class Summary:
             "depth": self.depth,
             "partial": self.partial,
             "bytes_per_value": BYTES,
+            "convention": self.convention.name,
             "rows": [r.to_json() for r in self.rows],
             "totals": self.totals,
+            "costs": flops.totals(self.graph),  # every convention's total (graphdsl.flops.CONVENTIONS)
         }
 
     @gc_paused()
@@ -170,12 +190,13 @@ class Summary:
     def csv(self) -> str:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
+        extra = [self.convention.name] if self.converted else []  # the convention's figure, last
         w.writerow(["name", "op", "label", "shape", *FIGURES, "activation_bytes", "rf_h", "rf_w", "jump_h",
-                    "jump_w", "inputs"])
+                    "jump_w", "inputs", *extra])
         for r in self.rows:
             w.writerow([_plain(r.name), _plain(r.op), _plain(r.label), "x".join(map(str, r.shape)), r.params,
                         r.buffers, r.macs, r.other_ops, r.activations, r.activation_bytes, *r.rf, *r.jump,
-                        _plain(" ".join(r.inputs))])
+                        _plain(" ".join(r.inputs)), *([r.cost] if self.converted else [])])
         return buf.getvalue()
 
     # ---- for people ----------------------------------------------------------------------------
@@ -185,6 +206,24 @@ class Summary:
     LEGEND = ("MACs: conv + linear multiply-accumulates. Act. memory: the row's outputs, float32, batch 1.\n"
               "RF: receptive field. Stride: cumulative stride. "
               "From: the rows that feed this one (blank: the row above).")
+
+    @property
+    def headers(self) -> tuple[str, ...]:
+        """HEADERS, the MACs column named after the summary's convention (`FLOPs`, `ptflops MACs`)."""
+        column = self.convention.column
+        return tuple(column if h == "MACs" else h for h in self.HEADERS)
+
+    @property
+    def right(self) -> frozenset[str]:
+        return self.RIGHT | {self.convention.column}
+
+    @property
+    def legend(self) -> str:
+        if not self.converted:
+            return self.LEGEND
+        c = self.convention
+        return self.LEGEND.replace("MACs: conv + linear multiply-accumulates.",
+                                   f"{c.column}: {c.counts} (convention `{c.name}`).")
 
     def cells(self) -> list[tuple[str, ...]]:
         """The table's text, hidden characters escaped: `From` is left blank where a row takes just the row
@@ -198,7 +237,8 @@ class Summary:
                 source = ", ".join(r.inputs[:SHOW_FROM]) + f", … {len(r.inputs) - SHOW_FROM:,} more"
             else:
                 source = ", ".join(r.inputs)
-            out.append((_plain(r.name), _plain(r.label), fmt_shape(r.shape, TIMES), f"{r.params:,}", f"{r.macs:,}",
+            work = r.macs if r.cost is None else r.cost
+            out.append((_plain(r.name), _plain(r.label), fmt_shape(r.shape, TIMES), f"{r.params:,}", f"{work:,}",
                         human_bytes(r.activation_bytes), dims(r.rf), dims(r.jump), _plain(source)))
             previous = r.name
         return out
@@ -207,10 +247,14 @@ class Summary:
         t = self.totals
         buffers = f"{t['buffers']:,} in buffers (BN running statistics)" if t["buffers"] else "no buffers"
         extra = f" + {human_bytes(t['buffer_bytes'])} of buffers" if t["buffers"] else ""
+        c = self.convention
+        converted = [(c.column, f"{figure(self.cost_total)}, {c.counts} (convention `{c.name}`)")
+                     ] if self.cost_total is not None else []
         return [
             ("Parameters", f"{figure(t['params'])} trainable; {buffers}"),
             ("Parameter memory", f"{human_bytes(t['param_bytes'])}{extra}, float32"),
             ("MACs", f"{figure(t['macs'])}, conv + linear multiply-accumulates"),
+            *converted,
             ("Other ops", f"{figure(t['other_ops'])}, pooling, norm, activations, adds, biases; not in MACs"),
             ("Activation memory", f"{human_bytes(t['activation_bytes'])} ({t['activations']:,} values), every layer's "
                                   "output in one forward pass, batch 1, float32"),
@@ -231,8 +275,8 @@ class Summary:
         from rich.text import Text
 
         table = Table(box=box.SIMPLE_HEAD, title=self.caption(), title_justify="left", pad_edge=False)
-        for h in self.HEADERS:
-            table.add_column(h, justify="right" if h in self.RIGHT else "left", no_wrap=True)
+        for h in self.headers:
+            table.add_column(h, justify="right" if h in self.right else "left", no_wrap=True)
         for cells in self.cells():
             table.add_row(*(Text(c) for c in cells))  # Text: a `[` in a label is no rich markup
         grid = Table.grid(padding=(0, 2))
@@ -240,24 +284,25 @@ class Summary:
         grid.add_column(no_wrap=True)
         for k, v in self.total_lines():
             grid.add_row(Text(k), Text(v))
-        return Group(table, Text(self.LEGEND, style="dim"), Text(""), grid)
+        return Group(table, Text(self.legend, style="dim"), Text(""), grid)
 
     @gc_paused()
     def table(self) -> str:
         """Plain text, as wide as the table needs (never wrapped to a terminal): the layout `renderable()`
         prints through rich, written directly, in time linear in the rows (rich takes ~1 ms a row)."""
-        right = [h in self.RIGHT for h in self.HEADERS]
-        rows = [self.HEADERS, *self.cells()]
-        widths = [max(cell_len(r[i]) for r in rows) for i in range(len(self.HEADERS))]
+        headers = self.headers
+        right = [h in self.right for h in headers]
+        rows = [headers, *self.cells()]
+        widths = [max(cell_len(r[i]) for r in rows) for i in range(len(headers))]
 
         def line(cells) -> str:
             padded = [" " * (w - cell_len(c)) + c if r else c + " " * (w - cell_len(c))
                       for c, w, r in zip(cells, widths, right)]
             return (" " + "   ".join(padded)).rstrip()
 
-        out = [self.caption(), "", line(self.HEADERS), " " + "─" * (sum(widths) + 3 * (len(widths) - 1))]
+        out = [self.caption(), "", line(headers), " " + "─" * (sum(widths) + 3 * (len(widths) - 1))]
         out += [line(cells) for cells in rows[1:]]
-        out += ["", *self.LEGEND.split("\n"), ""]
+        out += ["", *self.legend.split("\n"), ""]
         totals = self.total_lines()
         key = max(cell_len(k) for k, _ in totals)
         out += [(k + " " * (key - cell_len(k)) + "  " + v).rstrip() for k, v in totals]
@@ -269,10 +314,10 @@ class Summary:
             return s.replace("|", "\\|")
 
         lines = [f"**{esc(self.caption())}**", "",
-                 "| " + " | ".join(self.HEADERS) + " |",
-                 "|" + "|".join("---:" if h in self.RIGHT else "---" for h in self.HEADERS) + "|"]
+                 "| " + " | ".join(self.headers) + " |",
+                 "|" + "|".join("---:" if h in self.right else "---" for h in self.headers) + "|"]
         lines += ["| " + " | ".join(esc(c) for c in cells) + " |" for cells in self.cells()]
-        lines += ["", self.LEGEND, "", "| Total | |", "|---|---|"]
+        lines += ["", self.legend, "", "| Total | |", "|---|---|"]
         lines += [f"| {k} | {esc(v)} |" for k, v in self.total_lines()]
         return "\n".join(lines) + "\n"
 

@@ -139,6 +139,16 @@ class Network:
 
         return Summary(self.graph, depth, convention=convention)
 
+    def memory(self, batch: int = 1, train: bool = True, optimizer: str = "sgd", dtype: str = "fp32",
+               budget=None):
+        """The memory this network needs at `batch`, worked out statically (graphdsl.memory.MemoryReport):
+        parameters, gradients, optimizer state, buffers, the activations autograd saves for backward, and
+        the peak (`train=False`: the inference peak of live activations). `budget` ("3GB", "3GiB" or bytes)
+        adds whether it fits and the largest batch that does. `.format()` prints it."""
+        from .memory import memory_report
+
+        return memory_report(self, batch, train=train, optimizer=optimizer, dtype=dtype, budget=budget)
+
     def costs(self) -> dict[str, int]:
         """The network's cost under every convention (graphdsl.flops): {"macs": ..., "flops": ...,
         "ptflops": ..., ...}; `graphdsl flops FILE --explain` says how they differ."""

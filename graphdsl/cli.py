@@ -258,18 +258,45 @@ def render(file, out, network, defines, import_roots, depth, expand):
 @click.option("--convention", type=click.Choice(list(CONVENTION_NAMES)), default="macs", show_default=True,
               help="How the cost column counts: conv + linear MACs, MACs of every op, FLOPs, or as a tool counts "
                    "(ptflops, thop, fvcore, torchinfo); `graphdsl flops FILE --explain` compares them.")
-def summary(file, network, defines, import_roots, depth, fmt, convention):
+@click.option("--batch", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Also report memory at batch N: parameters, activations, the peak (inference unless --train).")
+@click.option("--train", is_flag=True, help="Training memory: gradients, optimizer state, what autograd saves.")
+@click.option("--optimizer", type=click.Choice(["sgd", "sgd-momentum", "adam", "adamw"]), default="sgd",
+              show_default=True, help="With --train: the optimizer whose state is counted.")
+@click.option("--dtype", type=click.Choice(["fp32", "bf16", "fp16-amp", "bf16-amp"]), default="fp32",
+              show_default=True, help="Parameter and activation precision (AMP keeps fp32 master weights).")
+@click.option("--fits", default=None, metavar="SIZE",
+              help="Whether it fits in SIZE (3GB = 3e9 bytes, 3GiB or 3G = 3*2^30), and the largest batch that does.")
+def summary(file, network, defines, import_roots, depth, fmt, convention, batch, train, optimizer, dtype, fits):
     """Tabulate FILE's network: per-layer shapes, parameters, MACs, memory, receptive field; totals.
 
+    With --batch N (and --train, --optimizer, --dtype, --fits SIZE), the memory it needs, worked out
+    statically: parameters, gradients, optimizer state, the activations autograd saves, the peak.
     Static: nothing runs. On an invalid spec, the rows up to the error, then the diagnostics (exit 1).
     """
     from .backends.summary import Summary
 
+    if (train or fits) and batch is None:
+        batch = 1
+    if fits is not None:
+        from .memory import parse_size
+
+        try:
+            parse_size(fits)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--fits'") from None
     net, diagnostics = load_or_exit(file, network, defines, "json" if fmt == "json" else "text", import_roots,
                                     partial=True)
     table = Summary(net.graph, depth, partial=bool(diagnostics), convention=convention)
+    memory = None
+    if batch is not None and not diagnostics:
+        from .memory import memory_report
+
+        memory = memory_report(net, batch, train=train, optimizer=optimizer, dtype=dtype, budget=fits)
     if fmt == "json":
         data = {"ok": not diagnostics, **table.to_json()}
+        if memory is not None:
+            data["memory"] = memory.to_dict()
         if diagnostics:
             data["diagnostics"] = [d.to_json() for d in diagnostics]
         if net.warnings:
@@ -277,6 +304,9 @@ def summary(file, network, defines, import_roots, depth, fmt, convention):
         click.echo(json.dumps(data, indent=2, ensure_ascii=True))
     elif table.rows or not diagnostics:
         click.echo(table.format(fmt), nl=False)
+        if memory is not None:
+            text = memory.format("markdown" if fmt == "markdown" else "table", layers=False)
+            click.echo("\n" + text, nl=not text.endswith("\n"))
     if diagnostics:
         if fmt != "json":
             report(diagnostics, net.sources, "text")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import activation, conv, linear, merge, norm, pool, shape
-from .base import Arg, ArgError, Op, OpError, Shape, Window, fmt_shape, numel
+from .base import Arg, ArgError, Op, OpError, Saved, Shape, Window, fmt_shape, numel
 
 REGISTRY: dict[str, Op] = {}
 
@@ -21,4 +21,4 @@ for _module in (conv, pool, norm, activation, linear, shape, merge):
         if defined_here and issubclass(_obj, Op) and "name" in vars(_obj):
             register(_obj)
 
-__all__ = ["REGISTRY", "register", "Arg", "ArgError", "Op", "OpError", "Shape", "Window", "fmt_shape", "numel"]
+__all__ = ["REGISTRY", "register", "Arg", "ArgError", "Op", "OpError", "Saved", "Shape", "Window", "fmt_shape", "numel"]

@@ -227,6 +227,38 @@ def numel(shape: Shape) -> int:
     return math.prod(shape)
 
 
+# ---- what autograd keeps (graphdsl.memory) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Saved:
+    """One tensor that autograd keeps from an op's forward for its backward (`Op.saved_for_backward`).
+
+    `of` says which tensor it is: an input's index (`0` for the first), `"out"` for the op's output,
+    or `"new"` for a tensor of the op's own (max-pooling indices, batch-norm statistics, a dropout
+    mask), whose per-sample `shape` is given (the whole shape where `batched` is false). Inputs and
+    outputs are counted once per storage: an in-place ReLU's output is the storage of its input, a
+    view keeps its base alive. `dtype` is "same" (the op's compute dtype), "float32", "int64",
+    "bool", "mask" (a dropout mask: bool on CUDA, the compute dtype on the CPU), or "upcast" (float32
+    under autocast, else the compute dtype: an intermediate autocast runs in float32).
+    Parameters and buffers that autograd also keeps are not listed: they are counted as such.
+    """
+
+    what: str
+    of: int | str = "new"
+    shape: Shape = ()
+    dtype: str = "same"
+    batched: bool = True
+
+    @staticmethod
+    def input(i: int = 0, what: str = "input") -> Saved:
+        return Saved(what, i)
+
+    @staticmethod
+    def output(what: str = "output") -> Saved:
+        return Saved(what, "out")
+
+
 class Op:
     """One operator. Subclasses set the class attributes and override what applies."""
 
@@ -246,6 +278,14 @@ class Op:
     accumulates: ClassVar[bool] = False
     known_as: ClassVar[tuple[str, ...]] = ()  # its names in PyTorch, Keras, Caffe: for "did you mean"
     doc: ClassVar[str] = ""
+    # Under torch.autocast: "lower" runs in half precision (conv, linear: autocast's lower-precision list,
+    # the inputs are cast), "fp32" runs in float32 (layer_norm, softmax: its float32 list, the inputs are
+    # cast), "widen" gives a float32 result without casting its inputs (a float32 parameter or
+    # intermediate promotes it), None keeps the widest dtype of its inputs (type promotion).
+    autocast: ClassVar[str | None] = None
+    # Its backward hands the output's gradient, or views of it, to its inputs and allocates nothing
+    # (add, concat, views): what the training-memory schedule assumes of gradient buffers.
+    passes_gradient: ClassVar[bool] = False
 
     def output_shape(self, a: dict, ins: list[Shape]) -> Shape:
         return ins[0]
@@ -276,6 +316,29 @@ class Op:
     def window(self, a: dict, ins: list[Shape]) -> Window | None:
         """Kernel and stride over H and W, or None where the op is pointwise."""
         return None
+
+    # ---- training memory (graphdsl.memory) ----------------------------------------------------------
+
+    def saved_for_backward(self, a: dict, ins: list[Shape], out: Shape,
+                           grad: tuple[bool, ...] | None = None) -> list[Saved]:
+        """The tensors autograd keeps for this op's backward in training mode, besides parameters and
+        buffers (see `Saved`). `a` holds the attributes as the generated code runs them (`inplace` only
+        where the backend honours it); `grad` says which inputs require a gradient (None: all).
+
+        The default, for ops that do not declare theirs (plugins), is the safe guess that the op keeps
+        each of its inputs, as most differentiable ops do; an op that merely views its input keeps
+        nothing. graphdsl's tests check every built-in rule against what PyTorch saves."""
+        if self.aliases_input:
+            return []
+        return [Saved.input(i) for i in range(len(ins))]
+
+    def shares_storage(self, a: dict, training: bool) -> int | None:
+        """The input whose storage the output is (a view, or an in-place op), or None for a new tensor."""
+        return 0 if self.aliases_input or a.get("inplace") else None
+
+    def buffer_dtypes(self, a: dict) -> dict[str, str]:
+        """Buffers that are not of the parameters' floating dtype, by key suffix: `{"num_batches_tracked": "int64"}`."""
+        return {}
 
     def label(self, a: dict) -> str:
         """A short description of the op and its key arguments, for messages and diagrams."""

@@ -7,6 +7,7 @@ from .base import (
     Arg,
     Op,
     OpError,
+    Saved,
     Window,
     boolean,
     fmt_shape,
@@ -26,6 +27,7 @@ class Conv(Op):
     overwritable = True
     family = "conv"
     ranks = (3,)
+    autocast = "lower"
     doc = "2-D convolution, as torch.nn.Conv2d: `conv(out, kernel, stride=1, pad=0, dilation=1, groups=1, bias=true)`"
     args = (
         Arg("out", positive_int, doc="output channels"),
@@ -71,6 +73,9 @@ class Conv(Op):
 
     def other_ops(self, a, ins, out):
         return numel(out) if a["bias"] else 0
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return [Saved.input(0)]  # and the weight, a parameter; kept for the weight's gradient even without grad_input
 
     def window(self, a, ins):
         reach = tuple(d * (k - 1) + 1 for k, d in zip(a["kernel"], a["dilation"]))

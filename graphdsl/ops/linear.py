@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from .base import Arg, ChannelsLast, Op, OpError, boolean, fmt_shape, is_channels_last, numel, positive_int, pycall
+from .base import (
+    Arg,
+    ChannelsLast,
+    Op,
+    OpError,
+    Saved,
+    boolean,
+    fmt_shape,
+    is_channels_last,
+    numel,
+    positive_int,
+    pycall,
+)
 
 
 class Linear(Op):
@@ -12,6 +24,7 @@ class Linear(Op):
     family = "linear"
     ranks = (1, 3)  # flat, or channels-last H x W x C (per position, on the last axis); not C x H x W
     channels_last = True
+    autocast = "lower"
     doc = ("fully connected layer, as torch.nn.Linear: `linear(out, bias=true)`; needs a flat input, or a "
            "channels-last one (H x W x C, after `permute([0, 2, 3, 1])`), which it maps at every position")
     args = (Arg("out", positive_int, doc="output features"), Arg("bias", boolean, True))
@@ -35,6 +48,9 @@ class Linear(Op):
 
     def other_ops(self, a, ins, out):
         return numel(out) if a["bias"] else 0
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return [Saved.input(0)]  # addmm keeps its input (a flattened view on channels-last) and the weight
 
     def torch_module(self, a, ins):
         return pycall("nn.Linear", ins[0][-1], a["out"], **({} if a["bias"] else {"bias": False}))

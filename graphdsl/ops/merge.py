@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Op, OpError, channels, fmt_shape, like, numel, pycall
+from .base import Op, OpError, Saved, channels, fmt_shape, like, numel, pycall
 
 
 class Concat(Op):
@@ -11,7 +11,11 @@ class Concat(Op):
     overwritable = True
     family = "merge"
     merges = True
+    passes_gradient = True  # its backward hands out slices of the gradient
     doc = "concatenates along the channels, as torch.cat(xs, 1): `concat(a, b)` or `concat { branch ... }`"
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return []
 
     def output_shape(self, a, ins):
         first = ins[0]
@@ -34,7 +38,11 @@ class Add(Op):
     channels_last = True
     family = "merge"
     merges = True
+    passes_gradient = True  # every input's gradient is the output's
     doc = "elementwise sum of equal shapes: `add(a, b)`, `add { branch ... }` or the `residual` form"
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return []
 
     def output_shape(self, a, ins):
         if any(s != ins[0] for s in ins[1:]):
@@ -89,6 +97,15 @@ class Mul(Op):
 
     def other_ops(self, a, ins, out):
         return numel(out) * (len(ins) - 1)
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        # a product keeps each factor that another factor's gradient needs (with three or more factors
+        # the intermediate products too: counted as new tensors of the output's size)
+        if len(ins) == 1:
+            return []  # torch.clone
+        needs = grad or (True,) * len(ins)
+        kept = [Saved.input(j) for j in range(len(ins)) if any(needs[k] for k in range(len(ins)) if k != j)]
+        return kept + [Saved("partial product", "new", out) for _ in range(len(ins) - 2)]
 
     def torch_call(self, a, args, ins):
         if len(args) == 1:

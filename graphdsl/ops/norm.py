@@ -6,6 +6,7 @@ from .base import (
     Arg,
     Op,
     OpError,
+    Saved,
     boolean,
     channels,
     is_image,
@@ -39,6 +40,14 @@ class BatchNorm(Op):
     def buffers(self, a, ins, out):
         return {"running_mean": (out[0],), "running_var": (out[0],), "num_batches_tracked": ()}
 
+    def buffer_dtypes(self, a):
+        return {"num_batches_tracked": "int64"}
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        # the input and the batch's mean and inverse deviation per channel (float32; cuDNN keeps the same)
+        stats = [Saved(what, "new", (out[0],), "float32", batched=False) for what in ("mean", "invstd")]
+        return [Saved.input(), *stats]
+
     def torch_module(self, a, ins):
         kw = {k: a[k] for k in ("eps", "momentum", "affine") if a[k] != self.default(k)}
         return pycall("nn.BatchNorm2d" if len(ins[0]) == 3 else "nn.BatchNorm1d", ins[0][0], **kw)
@@ -65,6 +74,15 @@ class LocalResponseNorm(Op):
 
     def other_ops(self, a, ins, out):
         return numel(out) * a["size"]
+
+    autocast = "widen"  # its `pow` is on autocast's float32 list, and the division promotes
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        # F.local_response_norm: x * x, padded by size - 1 channels for avg_pool3d (which keeps it), then
+        # pow keeps its base and its result, and the division keeps x and the divisor (pow's result)
+        c, h, w = ins[0]
+        return [Saved.input(), Saved("padded squares", "new", (c + a["size"] - 1, h, w)),
+                Saved("pow base", "new", out, "upcast"), Saved("divisor", "new", out, "upcast")]
 
     def torch_module(self, a, ins):
         return pycall("nn.LocalResponseNorm", a["size"], **self._torch_kw(a))
@@ -111,6 +129,14 @@ class LayerNorm(Op):
     def other_ops(self, a, ins, out):
         return 2 * numel(out)  # subtract the mean, divide by the deviation (the statistics are cheaper)
 
+    autocast = "fp32"  # on autocast's float32 list
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        # the input, and the mean and inverse deviation of every position normalised
+        s = ins[0]
+        positions = (s[1], s[2]) if is_image(s) else s[:-1] or (1,)
+        return [Saved.input(), *(Saved(what, "new", positions) for what in ("mean", "rstd"))]
+
     @staticmethod
     def _chw(ins) -> bool:
         return is_image(ins[0])
@@ -156,6 +182,11 @@ class Scale(Op):
     def other_ops(self, a, ins, out):
         return numel(out)
 
+    autocast = "widen"  # the float32 parameter promotes a half-precision input
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return [Saved.input()]  # for the parameter's gradient (and the parameter, for the input's)
+
     def torch_parameter(self, a, ins):
         ones = pycall("torch.ones", *self.param_shape(ins))
         return pycall("nn.Parameter", ones if a["init"] == 1.0 else f"{ones} * {py(a['init'])}")
@@ -187,6 +218,12 @@ class ChannelAffine(Op):
 
     def other_ops(self, a, ins, out):
         return 2 * numel(out)
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        # `x * x.new_tensor(scale)` keeps the constant (fresh at every call) for x's gradient
+        if grad is not None and not grad[0]:
+            return []
+        return [Saved("scale constant", "new", Scale.param_shape(ins), batched=False)]
 
     def torch_call(self, a, args, ins):
         def constant(values):

@@ -9,6 +9,7 @@ from .base import (
     Arg,
     Op,
     OpError,
+    Saved,
     Window,
     boolean,
     choice,
@@ -143,6 +144,9 @@ class MaxPool(_Pool):
     known_as = ("MaxPool2d", "max_pool", "max_pool2d", "MaxPooling2D", "AdaptiveMaxPool2d", "GlobalMaxPooling2D")
     mode = "max"
 
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return [Saved.input(), Saved("indices", "new", out, "int64")]  # the argmax of every window, int64
+
 
 class AvgPool(_Pool):
     name = "avgpool"
@@ -150,6 +154,12 @@ class AvgPool(_Pool):
     known_as = ("AvgPool2d", "avg_pool", "avg_pool2d", "AveragePooling2D", "AdaptiveAvgPool2d",
                 "GlobalAveragePooling2D")
     mode = "avg"
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        # adaptive pooling to 1x1 is `x.mean((-1, -2))` in ATen, which keeps nothing; every other average
+        # pooling keeps its input (torch's backward asks for it, if only for its geometry)
+        global_mean = a["kernel"] == GLOBAL or a["adaptive"] == (1, 1)
+        return [] if global_mean else [Saved.input()]
 
 
 class Upsample(Op):
@@ -184,6 +194,9 @@ class Upsample(Op):
 
     def other_ops(self, a, ins, out):
         return numel(out) * (4 if a["mode"] == "bilinear" else 1)  # bilinear: four taps per output
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return []  # the sizes only
 
     def label(self, a):
         mode = "" if a["mode"] == "nearest" else f", {a['mode']}"

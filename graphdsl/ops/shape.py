@@ -7,6 +7,7 @@ from .base import (
     ChannelsLast,
     Op,
     OpError,
+    Saved,
     Window,
     choice,
     divisors,
@@ -26,6 +27,7 @@ class Flatten(Op):
     name = "flatten"
     known_as = ("Flatten",)
     aliases_input = True
+    passes_gradient = True
     family = "reshape"
     doc = "flatten CxHxW to C*H*W features, as torch.flatten(x, 1)"
 
@@ -48,6 +50,7 @@ class Identity(Op):
     name = "identity"
     known_as = ("Identity",)
     aliases_input = True
+    passes_gradient = True
     channels_last = True
     family = "reshape"
     doc = "passes its input through, as torch.nn.Identity"
@@ -67,6 +70,17 @@ class Dropout(Op):
 
     def label(self, a):
         return f"dropout {a['p']:g}"
+
+    def shares_storage(self, a, training):
+        return None if training and a["p"] > 0 else 0  # `F.dropout` returns its input itself when p = 0
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        if a["p"] == 0:
+            return []
+        if a["p"] == 1:  # `x * zeros(())`
+            return [Saved("zero", "new", (), batched=False)]
+        # CUDA's fused native_dropout keeps a bool mask; the CPU path multiplies by a float noise tensor
+        return [Saved("mask", "new", out, "mask")]
 
     def torch_module(self, a, ins):
         return pycall("nn.Dropout", p=a["p"])
@@ -91,6 +105,9 @@ class Subsample(Op):
     def label(self, a):
         return f"subsample /{a['stride']}"
 
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return []  # a view
+
     def torch_call(self, a, args, ins):
         s = int(a["stride"])
         return f"{args[0]}[:, :, ::{s}, ::{s}]"
@@ -113,6 +130,11 @@ class PadChannels(Op):
             raise OpError(f"`pad_channels({a['out']})` cannot shrink the {c} channels of {fmt_shape(ins[0])}",
                           arg="out", help=f"give at least {c} channels")
         return (a["out"], h, w)
+
+    passes_gradient = True  # the gradient of F.pad is a slice of the output's
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return []
 
     def label(self, a):
         return f"pad_channels {a['out']}"
@@ -171,6 +193,15 @@ class StochasticDepth(Op):
     def label(self, a):
         return f"stochastic_depth {a['p']:g}" + ("" if a["mode"] == "row" else ", batch")
 
+    def shares_storage(self, a, training):
+        return None if training and a["p"] > 0 else 0
+
+    def saved_for_backward(self, a, ins, out, grad=None):
+        if a["p"] == 0:
+            return []
+        # the product keeps the noise: one draw per sample (N x 1) or one for the batch
+        return [Saved("noise", "new", (1,), batched=a["mode"] == "row")]
+
     def torch_module(self, a, ins):
         return pycall("StochasticDepth", py(a["p"]), py(a["mode"]))  # as torchvision: StochasticDepth(p, "row")
 
@@ -200,6 +231,7 @@ class Permute(Op):
     name = "permute"
     known_as = ("Permute", "transpose", "Transpose")
     aliases_input = True  # a view
+    passes_gradient = True
     channels_last = True
     family = "reshape"
     doc = ("permutes the dimensions, batch included, as torchvision.ops.Permute: `permute([0, 2, 3, 1])` turns "
@@ -258,6 +290,9 @@ class ChannelShuffle(Op):
     def other_ops(self, a, ins, out):
         return numel(out)  # a copy
 
+    def saved_for_backward(self, a, ins, out, grad=None):
+        return []
+
     def label(self, a):
         return f"channel_shuffle {a['groups']}"
 
@@ -272,6 +307,7 @@ class Channels(Op):
     name = "channels"
     known_as = ("slice", "narrow")
     aliases_input = True  # a view
+    passes_gradient = True
     family = "reshape"
     doc = ("the channels [start, stop) of the input, `x[:, start:stop]`: `channels(start, stop)` "
            "(what `(a, b) = chunk(2)` and `split(...)` make)")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from .text import displayed, escape_controls
 
+MAX_CANDIDATES = 300  # names a did-you-mean compares: each costs a string alignment
 MAX_LINE_SHOWN = 400  # characters of a quoted source line; a longer one is cut around the caret
 
 
@@ -129,7 +130,11 @@ def too_deep(file: str) -> Diagnostic:
 def did_you_mean(name: str, choices, what: str = "") -> str | None:
     """A `help:` text suggesting the closest known name, or listing the few there are."""
     choices = sorted(set(choices))
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    candidates = choices
+    if len(choices) > MAX_CANDIDATES:  # thousands of names: compare only those of about the same length
+        slack = max(2, len(name) // 3)
+        candidates = [c for c in choices if abs(len(c) - len(name)) <= slack][:MAX_CANDIDATES]
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     if close:
         return f"did you mean `{close[0]}`?"
     if choices and len(choices) <= 8:

@@ -81,6 +81,8 @@ def state_dict(g: nx.DiGraph) -> dict[str, tuple[int, ...]]:
     return sd
 
 
+MAX_FIELD = 2**40  # receptive fields and strides are capped here (no input is this large)
+
 FIGURES = ("params", "buffers", "macs", "other_ops", "activations")  # what `costs` writes into each node
 
 
@@ -119,8 +121,10 @@ def receptive_field(g: nx.DiGraph) -> None:
             jump = tuple(max(i["jump"][k] for i in grid) for k in range(2))
         win = REGISTRY[d["op"]].window(d["attrs"], shapes)
         if win is not None:
-            rf = tuple(r + (k - 1) * j for r, k, j in zip(rf, win.kernel, jump))
-            jump = tuple(j * s for j, s in zip(jump, win.stride))
+            # strided layers on a 1x1 map keep its size while the stride compounds: past any input a network
+            # takes, the figures only grow; bounded, they stay printable and cheap
+            rf = tuple(min(r + (k - 1) * j, MAX_FIELD) for r, k, j in zip(rf, win.kernel, jump))
+            jump = tuple(min(j * s, MAX_FIELD) for j, s in zip(jump, win.stride))
         d["rf"], d["jump"] = rf, jump
 
 

@@ -376,3 +376,11 @@ def test_a_loop_repeating_an_error_stops_early():
 def test_long_or_unclosed_strings_are_refused_before_parsing(text, message):
     diags = errors(text)
     assert len(diags) == 1 and message in diags[0].message
+
+
+def test_strides_compounding_on_a_1x1_map_stay_printable():
+    """The fuzzer's find: stride-2 convs on a 1x1 map keep its size while the stride doubles (2^30000)."""
+    text = net("avgpool(global)\nconv(4, 3, stride=2, pad=1) * 3000")
+    network = graphdsl.load(text=text)
+    assert max(network.layers()[-1].jump) <= 2**40
+    str(network.summary())

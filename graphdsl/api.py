@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 import re
 import subprocess
@@ -13,6 +11,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from .backends.scopes import gc_paused
 from .diagnostics import Diagnostic, SpecError, too_deep
 from .elaborate import Elaborator
 from .ops import Shape, fmt_shape
@@ -232,17 +231,6 @@ def _values(overrides: dict) -> dict:
     return {k: value(v) for k, v in overrides.items()}
 
 
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic GC while a load allocates its many small objects: otherwise each
-    collection rescans the growing tree and load time grows faster than the spec."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def literal(text: str):
@@ -336,7 +324,7 @@ def _elaborate(path, text, network: str | None, overrides: dict, import_roots
     file, source, problem = _read(path, text)
     if problem is not None:
         return None, [problem], {}, ()
-    with _gc_paused():
+    with gc_paused():
         program = load_program(source, file, import_roots, from_file=text is None)
         inputs = tuple(program.inputs)
         if program.diagnostics:

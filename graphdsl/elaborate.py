@@ -320,12 +320,8 @@ class Elaborator:
                 self.let(name, value, ctx, span)
             case ast.If(condition=cond, then=then, orelse=orelse):
                 self.body(then if self.condition(cond, ctx) else orelse, ctx)
-            case ast.For(var=var, iterable=iterable, body=body, span=span):
-                seq = self.sequence(iterable, ctx)
-                self.afford_loop(seq, var, body, ctx, span)
-                for value in seq:
-                    self.budget.charge(1, span, "this loop")
-                    bind(var, value, ctx.values, iterable.span)
+            case ast.For(body=body):
+                for _ in self.passes(stmt, ctx):
                     self.body(body, ctx)
             case ast.Labeled(label=label, item=item, label_span=lspan):
                 computed = not isinstance(label, str)
@@ -350,10 +346,16 @@ class Elaborator:
             case _:
                 ctx.current = self.item(stmt, ctx, None)
 
-    def afford_loop(self, seq: tuple, var, body, ctx: Ctx, span: Span) -> None:
+    def passes(self, loop: ast.For, ctx: Ctx):
+        """The passes of a `for`: weighed before the first, each charged and its names bound in turn."""
+        seq = self.sequence(loop.iterable, ctx)
         if len(seq) > 1:
-            cost = self.workload.loop(var, body, ctx.values)
-            self.afford((len(seq) * cost[0], len(seq) * cost[1]), span, f"this loop runs {len(seq):,} times")
+            cost = self.workload.loop(loop.var, loop.body, ctx.values)
+            self.afford((len(seq) * cost[0], len(seq) * cost[1]), loop.span, f"this loop runs {len(seq):,} times")
+        for value in seq:
+            self.budget.charge(1, loop.span, "this loop")
+            bind(loop.var, value, ctx.values, loop.iterable.span)
+            yield value
 
     def named_item(self, name: str, item, ctx: Ctx) -> str | None:
         """An item whose output tensor gets a name; a failed one leaves the name unknown, not undefined,
@@ -651,12 +653,8 @@ class Elaborator:
                         self.stmt(stmt, ctx.fork(start))
                     case ast.If(condition=cond, then=then, orelse=orelse):
                         outs += self.branch_outputs(then if self.condition(cond, ctx) else orelse, ctx, start)
-                    case ast.For(var=var, iterable=iterable, body=body, span=span):
-                        seq = self.sequence(iterable, ctx)
-                        self.afford_loop(seq, var, body, ctx, span)
-                        for value in seq:
-                            self.budget.charge(1, span, "this loop")
-                            bind(var, value, ctx.values, iterable.span)
+                    case ast.For(body=body):
+                        for _ in self.passes(stmt, ctx):
                             outs += self.branch_outputs(body, ctx, start)
                     case ast.Labeled() | ast.Call() | ast.Group() | ast.Repeat() | ast.Branches() | ast.Residual():
                         branch = ctx.fork(start)

@@ -529,6 +529,20 @@ def ops_(names, fmt):
 
 
 # Errors of the output stream itself: the disk or device is full, or it failed.
+@main.command(name="lsp")
+@click.option("--stdio", is_flag=True, hidden=True,
+              help="Accepted for clients that pass it (vscode-languageclient does); stdio is the only transport.")
+def lsp_(stdio):
+    """The language server for editors, on stdin/stdout: diagnostics as you type, shapes and costs on hover,
+    go to definition, completion, symbols, formatting (docs/editors.md). Needs `pip install -e '.[lsp]'`."""
+    from .lsp import ServerUnavailable, serve
+
+    try:
+        serve()
+    except ServerUnavailable as e:
+        raise click.ClickException(str(e)) from None
+
+
 _OUTPUT_ERRORS = {errno.ENOSPC, errno.EIO, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 

@@ -146,11 +146,12 @@ def project_root(file: str | None) -> str:
 
 
 def load_program(text: str, file: str, import_roots: Iterable[str | os.PathLike] = (), *,
-                 from_file: bool | None = None) -> Program:
+                 from_file: bool | None = None, read=read_source) -> Program:
     """Parse `text` (the contents of `file`, or spec text when not `from_file`) and everything it imports.
 
     Imports resolve relative to the importing file and must stay inside the project root of the main
-    file (`project_root`) or one of `import_roots`; only `.cnn` files are imported.
+    file (`project_root`) or one of `import_roots`; only `.cnn` files are imported. `read(path)` reads an
+    imported file, as `read_source` does (the language server reads the editor's unsaved buffers first).
     """
     if from_file is None:
         from_file = os.path.isfile(file)
@@ -159,7 +160,7 @@ def load_program(text: str, file: str, import_roots: Iterable[str | os.PathLike]
     program = Program(None, roots=tuple(dict.fromkeys(roots)))
     if from_file:
         program.inputs.append(os.path.realpath(file))
-    program.main = _load_module(program, text, file, stack=(), from_file=from_file)
+    program.main = _load_module(program, text, file, stack=(), from_file=from_file, read=read)
     return program
 
 
@@ -194,7 +195,7 @@ def _refused_import(program: Program, imp: ast.Import, target: str, real: str) -
 
 
 def _load_module(program: Program, text: str, file: str, stack: tuple[str, ...],
-                 from_file: bool = True) -> ast.Module | None:
+                 from_file: bool = True, read=read_source) -> ast.Module | None:
     text = normalize_newlines(text)  # CR-only and CRLF files: lines and columns as an editor shows them
     program.sources[file] = text
     program.tokens += count_tokens(text, MAX_PROGRAM_TOKENS)
@@ -231,7 +232,7 @@ def _load_module(program: Program, text: str, file: str, stack: tuple[str, ...],
             program.diagnostics.append(Diagnostic(f"cannot import `{imp.path}`: {too_much}", imp.span,
                                                   help="a network's blocks live in a few files; import fewer"))
             continue
-        src, problem = read_source(target)
+        src, problem = read(target)
         if problem is not None:
             hint = problem.help
             if problem.message.startswith("no such file"):
@@ -241,7 +242,7 @@ def _load_module(program: Program, text: str, file: str, stack: tuple[str, ...],
             continue
         program.loaded.add(target_key)
         program.inputs.append(target_key)
-        _load_module(program, src, target, (*stack, key))
+        _load_module(program, src, target, (*stack, key), read=read)
     networks: dict[str, ast.Definition] = {}
     for definition in module.definitions:
         if definition.kind == "block":

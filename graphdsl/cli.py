@@ -14,6 +14,7 @@ import click
 from .diagnostics import Diagnostic, SpecError
 from .files import OutputRefused, output_target, write_atomic
 from .flops import CONVENTIONS
+from .fmt import fmt_command
 from .ops.base import fmt_shape
 from .text import escape_controls
 from .units import figure
@@ -113,9 +114,11 @@ def load_or_exit(file: str, network: str | None, defines: dict, fmt: str = "text
 
 def warn(net, fmt: str = "text") -> None:
     """The spec's warnings on stderr (JSON output carries them in its document instead)."""
-    if fmt != "json":
+    if fmt != "json" and net.warnings:
+        color = stderr_color()
         for w in net.warnings:
-            click.echo(shown_lines(w.render(net.sources)) + "\n", err=True)
+            text = w.render(net.sources, color=color)
+            click.echo((text if color else shown_lines(text)) + "\n", err=True, color=color)
 
 
 def report(diagnostics: list[Diagnostic], sources: dict, fmt: str) -> None:
@@ -123,7 +126,18 @@ def report(diagnostics: list[Diagnostic], sources: dict, fmt: str) -> None:
         click.echo(json.dumps({"ok": False, "diagnostics": [d.to_json() for d in diagnostics]}, indent=2,
                               ensure_ascii=True))
     else:
-        click.echo(shown_lines(SpecError(diagnostics, sources).render()), err=True)
+        color = stderr_color()
+        text = SpecError(diagnostics, sources).render(color=color)
+        # render escapes every line itself; shown_lines would escape the colours too
+        click.echo(text if color else shown_lines(text), err=True, color=color)
+
+
+def stderr_color() -> bool:
+    """Whether diagnostics on stderr get colours (a terminal; NO_COLOR, TERM=dumb and FORCE_COLOR honoured).
+    Only the error path asks, so the lexer is imported only there."""
+    from .highlight import use_color
+
+    return use_color(sys.stderr)
 
 
 def refuse_output(path, inputs, *, written: str = "") -> None:
@@ -529,6 +543,9 @@ def ops_(names, fmt):
 
 
 # Errors of the output stream itself: the disk or device is full, or it failed.
+main.add_command(fmt_command)
+
+
 @main.command(name="lsp")
 @click.option("--stdio", is_flag=True, hidden=True,
               help="Accepted for clients that pass it (vscode-languageclient does); stdio is the only transport.")

@@ -33,19 +33,27 @@ class Diagnostic:
     notes: tuple[str, ...] = ()
     severity: str = "error"
 
-    def render(self, sources: dict[str, str] | None = None, lines: dict[str, list[str]] | None = None) -> str:
+    def render(self, sources: dict[str, str] | None = None, lines: dict[str, list[str]] | None = None,
+               color: bool = False) -> str:
         """rustc-style text: location, message, the source line with a caret span, help. Everything from
         the spec (names, values, the quoted line, the file name) is shown with control characters escaped,
-        so that no diagnostic can act on the terminal. `lines` caches the split sources across calls."""
+        so that no diagnostic can act on the terminal. `lines` caches the split sources across calls.
+        With `color`, the quoted line is syntax-highlighted and the carets red (ANSI colours added after
+        the escaping, to text already escaped); without, the text has no escape sequence at all."""
         where = f"{self.span}: " if self.span else ""
         out = [f"{where}{self.severity}: {self.message}"]
         src_lines = _source_lines(self.span.file, sources, lines) if self.span else None
+        quoted = None  # the index of the quoted source line among the lines shown
         if src_lines is not None and 0 < self.span.line <= len(src_lines):
+            quoted = out[0].count("\n") + 2
             out += _excerpt(src_lines[self.span.line - 1], self.span)
         out += [f"note: {n}" for n in self.notes]
         if self.help:
             out.append(f"help: {self.help}")
-        return "\n".join(escape_controls(line) for line in "\n".join(out).split("\n"))
+        shown = [escape_controls(line) for line in "\n".join(out).split("\n")]
+        if color and quoted is not None:
+            shown = _coloured(shown, quoted, self.span)
+        return "\n".join(shown)
 
     def to_json(self) -> dict:
         loc = None
@@ -66,9 +74,9 @@ class SpecError(Exception):
     def __str__(self) -> str:
         return self.render()
 
-    def render(self) -> str:
+    def render(self, color: bool = False) -> str:
         lines: dict[str, list[str]] = {}
-        body = "\n\n".join(d.render(self.sources, lines) for d in self.diagnostics)
+        body = "\n\n".join(d.render(self.sources, lines, color) for d in self.diagnostics)
         n = sum(d.severity == "error" for d in self.diagnostics)
         return f"{body}\n\n{'error' if n == 1 else f'{n} errors'} found"
 
@@ -106,6 +114,21 @@ def _excerpt(line: str, span: Span) -> list[str]:
     num = str(span.line)
     pad = " " * len(num)
     return [f"{pad} |", f"{num} | {src}", f"{pad} | {' ' * left}{'^' * width}"]
+
+
+def _coloured(shown: list[str], at: int, span: Span) -> list[str]:
+    """The rendered lines with the quoted source line (`shown[at]`) highlighted and its carets red. That
+    line holds no control character (`displayed` escaped them), and the highlighter only wraps its
+    printable tokens in colour codes."""
+    from .highlight import colorize
+
+    prefix = f"{span.line} | "
+    shown = list(shown)
+    shown[at] = prefix + colorize(shown[at][len(prefix):])
+    gutter, carets = shown[at + 1][:len(prefix)], shown[at + 1][len(prefix):]
+    marks = carets.lstrip(" ")
+    shown[at + 1] = f"{gutter}{carets[:len(carets) - len(marks)]}\x1b[1;31m{marks}\x1b[0m"
+    return shown
 
 
 class Failure(Exception):

@@ -6,6 +6,7 @@ import functools
 import inspect
 import math
 import re
+import threading
 import unicodedata
 from importlib import resources
 
@@ -44,13 +45,45 @@ NAME_RESERVED = frozenset(KEYWORDS) - {"network", "block", "import"}
 
 
 @functools.cache
-def _parser() -> Lark:
+def _parser(keep_comments: bool = False) -> Lark:
+    """The parser; with `keep_comments`, one whose lexer hands every (ignored) comment token to
+    `_comment_sink.tokens` as it passes (the grammar drops comments, the formatter keeps them)."""
     grammar = resources.files("graphdsl").joinpath("grammar.lark").read_text()
-    return Lark(grammar, parser="lalr", start=["start", "expr"], propagate_positions=True, maybe_placeholders=True)
+    callbacks = {"COMMENT": _collect_comment} if keep_comments else {}
+    return Lark(grammar, parser="lalr", start=["start", "expr"], propagate_positions=True, maybe_placeholders=True,
+                lexer_callbacks=callbacks)
 
 
-def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Diagnostic]]:
-    """Parse one .cnn source. Returns the module, or None and the syntax errors."""
+class _CommentSink(threading.local):
+    tokens: list[Token] | None = None
+
+
+_comment_sink = _CommentSink()
+
+
+def _collect_comment(tok: Token) -> Token:
+    if _comment_sink.tokens is not None:
+        _comment_sink.tokens.append(tok)
+    return tok
+
+
+def parse(text: str, file: str = "<string>", comments: list[Token] | None = None
+          ) -> tuple[ast.Module | None, list[Diagnostic]]:
+    """Parse one .cnn source. Returns the module, or None and the syntax errors. Where `comments` is a
+    list, the comment tokens of the source (`# ...`, with line, column and offsets) are appended to it
+    in order; the AST is the same either way."""
+    if comments is None:
+        return _parse(text, file, _parser())
+    _comment_sink.tokens, saved = [], _comment_sink.tokens
+    try:
+        result = _parse(text, file, _parser(keep_comments=True))
+        comments.extend(_comment_sink.tokens)
+    finally:
+        _comment_sink.tokens = saved
+    return result
+
+
+def _parse(text: str, file: str, parser: Lark) -> tuple[ast.Module | None, list[Diagnostic]]:
     errors: list[Diagnostic] = []
     too_large = _prescan(text, file)
     if too_large is not None:
@@ -79,7 +112,7 @@ def parse(text: str, file: str = "<string>") -> tuple[ast.Module | None, list[Di
         return len(errors) < MAX_SYNTAX_ERRORS
 
     try:
-        tree = _parser().parse(text, start="start", on_error=on_error)
+        tree = parser.parse(text, start="start", on_error=on_error)
     except UnexpectedInput as e:
         if len(errors) < MAX_SYNTAX_ERRORS and attempts <= MAX_RECOVERIES:
             record(e)

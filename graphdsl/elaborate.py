@@ -132,13 +132,18 @@ class Elaborator:
 
     def _network(self, net: ast.Definition, overrides: dict) -> nx.DiGraph:
         g = self.graph
-        g.graph.update(name=net.name, doc=net.doc, file=net.span.file, scopes={}, span=net.span, outputs=[])
+        g.graph.update(name=net.name, doc=net.doc, file=net.span.file, scopes={}, span=net.span, outputs=[],
+                       overrides=dict(overrides))
         try:
             net, overrides = self._unalias(net, overrides)
         except Failure as f:
             self.diagnostics.append(f.diagnostic)
             return g
         g.graph["doc"] = g.graph["doc"] or net.doc
+        # the definitions the IR unfolds, for back ends that follow the spec's structure (the PyTorch
+        # code generator writes a class per block): the network (its base, for an alias) and every block
+        g.graph["definition"] = net
+        g.graph["blocks"] = self.program.blocks
         values = self._bind_network_params(net, overrides)
         ctx = Ctx(Scope(()), values, {}, (), None, root=True)
         if values is not None:

@@ -146,7 +146,7 @@ def test_stochastic_depth_helper_is_written_once_and_needs_only_torch():
     text = net.source()
     assert text.count("class StochasticDepth(nn.Module):") == 1
     assert "self.stochastic_depth = StochasticDepth(p, 'row')" in text  # one class, p a parameter
-    assert "Blk(0.0125)" in text and "Blk(0.05)" in text
+    assert "Blk(4, 0.0125)" in text and "Blk(4, 0.05)" in text
     assert "torchvision" not in re.sub(r'""".*?"""', "", text, flags=re.S)
     imports = [n for n in ast.parse(text).body if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert {a.name for n in imports for a in n.names} <= {"torch", "torch.nn.functional", "nn"}

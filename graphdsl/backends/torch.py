@@ -23,11 +23,16 @@ How the IR maps to PyTorch:
 
 - Every scope of the IR becomes a submodule at exactly its path, so `state_dict` keys are the IR node
   ids plus `.weight`, `.bias`, `.running_mean`...: `layer3.5.conv2.weight`, `features.0.bias`.
-- A group, repeat or block whose contents are a plain chain of modules becomes an `nn.Sequential`
-  (blocks only when their items are unlabelled, `features.0`, `features.1`...); any other block or
-  scope becomes a generated class named after it, one class per distinct structure (instances that
-  differ only in numbers share one; different structures get numbered names: `Bottleneck`,
-  `Bottleneck2`).
+- The spec's structure first (graphdsl.backends.torch_layout): one class per block, named after it,
+  taking the block's parameters and its input channels; the network's class taking the network's
+  parameters as keywords; spec `if`s as Python `if`s (`if self.downsample is not None:`); chains as
+  `nn.Sequential`. Where the spec uses what that layout does not translate (it raises Unsupported), the
+  layout of the IR below: a group, repeat or block whose contents are a plain chain of modules
+  becomes an `nn.Sequential` (blocks only when their items are unlabelled, `features.0`,
+  `features.1`...); any other block or scope becomes a generated class named after it, one class per
+  distinct structure (instances that differ only in numbers share one; different structures get
+  numbered names: `Bottleneck`, `Bottleneck2`), and the network's class refuses parameters other than
+  those compiled.
 - Ops with parameters or buffers are modules; a labelled op without parameters is a module too
   (`self.relu`, `self.maxpool`); an unlabelled one is a functional call in `forward` (`F.relu(x)`,
   `torch.flatten(x, 1)`), as torchvision writes them. The forms come from the operator registry:
@@ -92,11 +97,14 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from ..diagnostics import Diagnostic, SpecError, did_you_mean
+from ..evaluate import static_value
 from ..ops import REGISTRY
 from ..ops.base import is_channels_last, py
 from ..passes import inputs_of
 from ..values import show
 from .scopes import Scope, gc_paused, output_node, scope_tree
+from .torch_layout import Unsupported, translate
+from .torch_values import MAKE_DIVISIBLE
 
 # ---- names -----------------------------------------------------------------------------------------
 
@@ -555,6 +563,29 @@ class Generator:
             raise AssertionError(f"a module constructor must be a call, got {form!r}")
         return expr
 
+    # ---- the spec's structure: a class per block (graphdsl.backends.torch_layout) --------------------------
+
+    def generate_structured(self) -> Generated:
+        """The module written after the spec's blocks and parameters; Unsupported where the spec uses what
+        that layout does not translate (then `generate` writes one class per distinct structure)."""
+        for _, d in self.g.nodes(data=True):
+            if d["op"] != "input":
+                self.use_helpers(REGISTRY[d["op"]])
+                self.imports.update(REGISTRY[d["op"]].torch_imports)
+        for name in self.helpers:
+            self.globals.claim(name)
+        if not self.outputs or all(self.training_only):
+            raise Unsupported("every output is training-only")
+        self.helpers.setdefault("make_divisible", MAKE_DIVISIBLE)  # written where the code calls it
+        classes, self.fx_nodes = translate(self)
+        for klass in classes:
+            group = Group(klass.name, klass.doc)
+            group.lines = layout_text(klass)
+            self.group_order.append(group)
+        source = self.assemble()
+        filename = f"<graphdsl {hashlib.sha1(source.encode()).hexdigest()[:12]}>"
+        return Generated(source, classes[-1].name, self.fx_nodes, filename)
+
     # ---- phase 1: every scope as a class body, grouped by structure ---------------------------------------
 
     def generate(self) -> Generated:
@@ -571,7 +602,7 @@ class Generator:
         root_name = self.globals.claim(base + "Features" if self.taps else base, fallback="Network")
         root = self.tree()
         top = self.render(root)
-        root_group = Group(root_name, self.root_doc(), [top])
+        root_group = self.root_group = Group(root_name, self.root_doc(), [top])
         top.group = root_group
         self.group_order.append(root_group)
         if self.diagnostics:
@@ -995,8 +1026,36 @@ class Generator:
                 code += pyast.unparse(_rewrite(line.expr, literal, child))
             init.append(Line(line.indent, code + line.suffix, shapes=line.shapes))
         signature = ", ".join(["self", *group.params])
+        if group is self.root_group:
+            keywords, guard = self.fixed_parameters()
+            signature = ", ".join(["self", *keywords])
+            init[1:1] = guard
         init.insert(0, Line(1, f"def __init__({signature}) -> None:"))
         group.lines = self.class_text(group, init, first.forward)
+
+    def fixed_parameters(self) -> tuple[list[str], list[Line]]:
+        """This layout bakes the network's parameters in: the network class takes them as keywords all the
+        same, and refuses values other than those compiled (a clear error, not a wrong module)."""
+        if self.taps:
+            return [], []
+        names, values = [], []
+        for name, value in (self.g.graph.get("params") or {}).items():
+            try:
+                text = py(tuple(value) if isinstance(value, list) else value)
+            except TypeError:
+                continue  # a symbol (`global`): not a Python value
+            if Namespace(reserved=RESERVED_GLOBALS | {"self"}).usable(name):
+                names.append(name)
+                values.append(text)
+        if not names:
+            return [], []
+        lhs = ", ".join(names) + ("," if len(names) == 1 else "")
+        rhs = ", ".join(values) + ("," if len(values) == 1 else "")
+        message = (f"this module was generated for ({lhs}) = ({rhs}); for other values regenerate it: "
+                   "graphdsl compile -D name=value")
+        return (["*", *(f"{n}={v}" for n, v in zip(names, values))],
+                [Line(2, f"if ({lhs}) != ({rhs}):"), Line(3, f"raise ValueError({message[:message.index(';') + 1]!r}"),
+                 Line(3, f"                 {message[message.index(';') + 1:]!r})")])
 
     @staticmethod
     def param_name(insts: list[Instance], per_inst: list, k: int) -> str:
@@ -1037,9 +1096,18 @@ class Generator:
         file = os.path.basename(str(g.graph.get("file") or "<string>"))
         head = f"PyTorch module of the network `{g.graph['name']}`, generated by graphdsl from {file}."
         params = g.graph.get("params") or {}
-        more = ["Regenerate it rather than editing it (`graphdsl compile`)."]
+        defaults = {p.name: static_value(p.default, None) for p in getattr(g.graph.get("definition"), "params", ())
+                    if p.default is not None}
+        overrides = {k: v for k, v in (g.graph.get("overrides") or {}).items()
+                     if k not in defaults or not same_value(defaults[k], v)}
+        shown = "SPEC.cnn" if file.startswith("<") else file  # a spec given as text has no file name
+        command = " ".join(["graphdsl compile", shown, "--network", g.graph["name"],
+                            *(f"-D {k}={show(v)}" for k, v in overrides.items()),
+                            *(["--inference"] if g.graph.get("inference") is not None else [])])
+        more = [pack(["Regenerate it rather than editing it:", f"`{command}`."], " ")]
         if params:
-            more.append("Network parameters: " + ", ".join(f"{k}={show(v)}" for k, v in params.items()) + ".")
+            values = [f"{k}={show(v)}" for k, v in params.items()]
+            more.append(pack(["Network parameters:", *[v + "," for v in values[:-1]], values[-1] + "."], " "))
         out = docstring(head + "\n\n" + "\n".join(more), "")
         classes = "\n".join(line for group in self.group_order for line in ("", "", *group.lines))
         helpers = [textwrap.dedent(text).strip("\n") for name, text in self.helpers.items()
@@ -1069,7 +1137,8 @@ class Generator:
             helper = pyast.parse(textwrap.dedent(text)).body[0]
             known[helper.name] = pyast.dump(helper)
         for i, stmt in enumerate(tree.body):
-            if isinstance(stmt, pyast.ClassDef) and stmt.name in known and pyast.dump(stmt) == known[stmt.name]:
+            if isinstance(stmt, (pyast.ClassDef, pyast.FunctionDef)) and stmt.name in known and pyast.dump(
+                    stmt) == known[stmt.name]:
                 continue
             ok = isinstance(stmt, (pyast.Import, pyast.ImportFrom, pyast.ClassDef)) or (
                 i == 0 and isinstance(stmt, pyast.Expr) and isinstance(stmt.value, pyast.Constant))
@@ -1086,9 +1155,91 @@ class Generator:
 def helper_name(text: str) -> str:
     """The class an operator's helper text defines."""
     tree = pyast.parse(textwrap.dedent(text))
-    if len(tree.body) != 1 or not isinstance(tree.body[0], pyast.ClassDef):
-        raise AssertionError("an operator's helper text must define exactly one class")
+    if len(tree.body) != 1 or not isinstance(tree.body[0], (pyast.ClassDef, pyast.FunctionDef)):
+        raise AssertionError("a helper text must define exactly one class (or function)")
     return tree.body[0].name
+
+
+def layout_text(klass) -> list[str]:
+    """The text of a class of the structured layout (graphdsl.backends.torch_layout.Klass)."""
+    base = "nn.Sequential" if klass.kind == "sequential" else "nn.Module"
+    lines = [f"class {klass.name}({base}):"]
+    if klass.doc:
+        lines += docstring(klass.doc, "    ")
+        lines.append("")
+    lines += _signature(klass.signature)
+    parts = [klass.init] if klass.kind == "sequential" else [klass.init, [(1, "def forward(self, x):", None),
+                                                                            *klass.forward]]
+    for k, part in enumerate(parts):
+        codes = ["    " * indent + text for indent, text, _ in part]
+        part = [(i, text, shapes if shapes and any(isinstance(d, int) for sh in shapes for d in sh) else None)
+                for i, text, shapes in part]
+        width = min(max((len(c) for c, (_, _, shapes) in zip(codes, part) if shapes is not None), default=0), 80)
+        for c, (_, _, shapes) in zip(codes, part):
+            if shapes is None:
+                lines += wrap(c)
+            else:
+                lines.append(f"{c.ljust(width)}  # {comment(', '.join(fmt_dims(sh) for sh in shapes))}")
+        if k + 1 < len(parts):
+            lines.append("")
+    return lines
+
+
+def _signature(params: list[str]) -> list[str]:
+    """`def __init__(self, ...) -> None:`, wrapped at 120 columns."""
+    return wrap("    def __init__(" + ", ".join(["self", *params]) + ") -> None:")
+
+
+def pack(words: list[str], sep: str, width: int = 100) -> str:
+    """`words` joined by `sep` into lines of at most `width` where they fit; a word is never split (a value
+    stays whole on its line, as the spec would write it)."""
+    lines = [words[0]]
+    for w in words[1:]:
+        if len(lines[-1]) + len(sep) + len(w) > width:
+            lines.append(w)
+        else:
+            lines[-1] += sep + w
+    return "\n".join(lines)
+
+
+def wrap(line: str, width: int = 120) -> list[str]:
+    """A line of code broken after commas, each continuation aligned with the bracket it is in.
+
+    >>> wrap("f(aaa, g(bbb, ccc), 'd, e')", 16)
+    ['f(aaa,', '  g(bbb, ccc),', "  'd, e')"]
+    """
+    out = []
+    base = None  # a continuation line is inside the bracket of the line before
+    while len(line) > width:
+        open_at: list[int] = []
+        quote = None
+        best = None
+        for i, ch in enumerate(line):
+            if quote:
+                if ch == "\\":
+                    continue
+                if ch == quote and line[i - 1] != "\\":
+                    quote = None
+            elif ch in "'\"":
+                quote = ch
+            elif ch in "([{":
+                open_at.append(i)
+            elif ch in ")]}":
+                if open_at:
+                    open_at.pop()
+            elif ch == "," and (open_at or base is not None) and line[i + 1:i + 2] == " " and i < width and (
+                    best is None or len(open_at) <= best[2]):  # the outermost bracket, then the last comma
+                best = (i, open_at[-1] if open_at else base, len(open_at))
+            if i >= width and best is not None:
+                break
+        if best is None:
+            break
+        i, column, _ = best
+        base = column
+        out.append(line[:i + 1])
+        line = " " * (column + 1) + line[i + 2:]
+    out.append(line)
+    return out
 
 
 # ---- outputs --------------------------------------------------------------------------------------------
@@ -1168,6 +1319,12 @@ def generate(net, outputs=None) -> Generated:
     {name: tensor} and computes only what those need."""
     with gc_paused():
         if outputs is None:
+            try:
+                return Generator(net).generate_structured()
+            except Unsupported:
+                pass  # one class per distinct structure, as the IR has it
+            except (SpecError, RecursionError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+                pass  # a spec the translation trips on gets the per-structure layout (tests call it directly)
             return Generator(net).generate()
         cut = tapped_graph(net.graph, tap_nodes(net.graph, outputs))
         return Generator(types.SimpleNamespace(graph=cut, sources=getattr(net, "sources", {})), taps=True).generate()

@@ -114,8 +114,7 @@ def test_shipped_specs_are_formatted():
     unformatted = [str(p.relative_to(ROOT)) for p in SHIPPED
                    if format_source(p.read_text(), str(p))[0] != p.read_text()]
     unformatted += [name for name, text in doc_examples() if format_source(text, name)[0] != text]
-    if unformatted:
-        pytest.xfail(f"{len(unformatted)} files not yet formatted (run `graphdsl fmt`): {unformatted[:5]} ...")
+    assert not unformatted, f"not in the canonical layout (run `graphdsl fmt`): {unformatted}"
 
 
 # ---- generated specs -------------------------------------------------------------------------------

@@ -176,7 +176,8 @@ class Network:
 
         return source(self, outputs)
 
-    def to_torch(self, device=None, dtype=None, outputs=None):
+    def to_torch(self, device=None, dtype=None, outputs=None, *, inference: bool = False, state_dict=None,
+                 channels_last=None, fuse: bool = False):
         """A torch.nn.Module built from `source()` (fresh random weights), moved to `device`/`dtype` if
         given. `forward` returns the network's outputs: in eval mode those not marked training-only
         (one tensor, or a tuple in the order of `output`), in training mode all of them when some are
@@ -185,10 +186,33 @@ class Network:
         `outputs=["layer2", "layer3.1.conv2"]` builds a feature extractor instead (as torchvision's
         `create_feature_extractor`): its `forward` returns the dict {name: tensor} of those layers
         (node ids) or scopes (their output, see `taps`), in eval and training mode alike, and computes
-        only what they need. Its state_dict keys are the network's, for the layers it keeps."""
+        only what they need. Its state_dict keys are the network's, for the layers it keeps.
+
+        `state_dict` (this network's module's: trained, or torchvision's) is loaded with strict=True.
+        `inference=True` builds the inference build (graphdsl.inference.build, docs/inference.md):
+        BatchNorms folded into their convs, dropout/identity/stochastic depth left out, eval mode, no
+        gradients, conv weights channels_last on the CPU (`channels_last=` decides); `state_dict` is then
+        folded, else fresh weights are; `fuse=True` adds oneDNN conv+activation fusion (opt-in)."""
+        if inference:
+            if outputs is not None:
+                raise ValueError("to_torch(inference=True) builds the whole network, not a feature extractor")
+            from .inference import build
+
+            return build(self, state_dict=state_dict, device=device, dtype=dtype, channels_last=channels_last,
+                         fuse=fuse)
         from .backends.torch import to_torch
 
-        return to_torch(self, device=device, dtype=dtype, outputs=outputs)
+        module = to_torch(self, device=device, dtype=dtype, outputs=outputs)
+        if state_dict is not None:
+            module.load_state_dict(state_dict, strict=True)
+        return module
+
+    def inference(self):
+        """The inference build, statically (graphdsl.inference.Folded): `.network` (params, MACs, summary,
+        source of the folded network), `.folds`, `.describe()`. Needs no torch."""
+        from .inference import fold
+
+        return fold(self)
 
     def diff(self, other: Network, labels: tuple[str, str] | None = None):
         """What changes from this network to `other`, layer by layer (graphdsl.diff.NetworkDiff): added,

@@ -1,0 +1,417 @@
+"""A module's layers as statements: the importer's templates, before blocks are found (lift.py).
+
+The layers of a LayerGraph are put into the tree of modules that enclose them (`layer1` > `layer1.0` >
+conv1); each module's data flow becomes a list of statements: a chain; a two-way `add` as a residual
+(with a shortcut when both ways compute something); a `concat` of single modules as branches; any other
+merge by tensor names (`from`, `concat(a, b)`, `mul(gate, in)`, `name = layer` for an unnamed one). A
+plain nn.Sequential is a group, numbered like it; every other module an Instance (a block call).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..syntax import NAME_RESERVED
+from .ir import INPUT, ImportFailure, Layer, LayerGraph
+
+CONTAINER_KINDS = ("Sequential", "ModuleList")  # written as groups, not blocks
+
+
+# ---- the tree of modules -------------------------------------------------------------------------------
+
+
+@dataclass
+class ModuleNode:
+    path: str
+    kind: str
+    sequential: bool
+    children: list = field(default_factory=list)  # Layer | ModuleNode, in the order they run
+    members: set = field(default_factory=set)  # names of all layers inside
+
+
+def module_tree(graph: LayerGraph) -> ModuleNode:
+    root = ModuleNode("", "network", False)
+    seen: set[str] = set()
+    for layer in graph.layers:
+        node = root
+        node.members.add(layer.name)
+        for scope in layer.scopes:
+            last = node.children[-1] if node.children else None
+            if isinstance(last, ModuleNode) and last.path == scope.path:
+                node = last
+            else:
+                if scope.path in seen:
+                    raise ImportFailure(f"module `{scope.path}` ({scope.kind}) runs more than once, or its "
+                                        "layers interleave with others", "the importer writes each module as "
+                                        "one block call; shared modules are not supported", where=layer.where)
+                seen.add(scope.path)
+                child = ModuleNode(scope.path, scope.kind, scope.sequential)
+                node.children.append(child)
+                node = child
+            node.members.add(layer.name)
+        node.children.append(layer)
+    return root
+
+
+# ---- statements of one module (templates) ----------------------------------------------------------------
+
+
+@dataclass
+class TLeaf:
+    label: str | None
+    layer: Layer
+
+
+@dataclass
+class TCall:
+    label: str | None
+    inst: Instance
+
+
+@dataclass
+class TGroup:
+    label: str | None
+    items: list
+
+
+@dataclass
+class TResidual:
+    body: list
+    shortcut: list | None
+
+
+@dataclass
+class TBranches:
+    op: str
+    branches: list  # of lists
+
+
+@dataclass
+class TFrom:
+    ref: str  # a label, or "in"
+
+
+@dataclass
+class TBind:
+    name: str
+    item: object  # TLeaf | TMerge
+
+
+@dataclass
+class TMerge:
+    op: str
+    refs: list  # labels, or "in"
+
+
+@dataclass
+class TLoop:
+    """A run of statements equal but for one label numbered `prefix{start}`, `prefix{start + 1}`, ...:
+    `for i in range(count) { ... "prefix{i + start}": ... }` (DenseNet's denselayer1 .. denselayerN)."""
+
+    body: object  # the first statement of the run
+    label: str  # its numbered label
+    prefix: str
+    start: int
+    count: int
+
+
+def fingerprint(it, skip: str | None = None):
+    """A statement's structure and constants, labels aside where they equal `skip`: equal fingerprints
+    compute the same thing."""
+    def label(x):
+        return None if x == skip else x
+
+    if isinstance(it, TLeaf):
+        return ("leaf", label(it.label), it.layer.op, tuple(sorted((k, repr(v)) for k, v in it.layer.args.items())))
+    if isinstance(it, TCall):
+        return ("call", label(it.label), it.inst.node.kind, tuple(fingerprint(x) for x in it.inst.items))
+    if isinstance(it, TGroup):
+        return ("group", label(it.label), tuple(fingerprint(x, skip) for x in it.items))
+    if isinstance(it, TResidual):
+        return ("res", tuple(fingerprint(x, skip) for x in it.body),
+                None if it.shortcut is None else tuple(fingerprint(x, skip) for x in it.shortcut))
+    if isinstance(it, TBranches):
+        return ("br", it.op, tuple(fingerprint(x, skip) for x in it.branches))
+    if isinstance(it, TLoop):
+        return ("loop", it.label, it.count, fingerprint(it.body))
+    return (type(it).__name__, repr(it))
+
+
+def _labels(it) -> list:
+    """The labels a statement gives (not those inside the blocks it calls)."""
+    if isinstance(it, (TLeaf, TCall)):
+        return [it.label] if it.label else []
+    if isinstance(it, TGroup):
+        return ([it.label] if it.label else []) + [x for c in it.items for x in _labels(c)]
+    if isinstance(it, TResidual):
+        return [x for c in it.body + (it.shortcut or []) for x in _labels(c)]
+    if isinstance(it, TBranches):
+        return [x for c in it.branches for x in _labels(c)]
+    return []
+
+
+_NUMBERED = re.compile(r"(.*?)(\d+)\Z")
+
+
+def numbered_runs(items: list) -> list:
+    """Runs of two or more statements equal but for one numbered label, as loops."""
+    out = []
+    i = 0
+    while i < len(items):
+        first = items[i]
+        numbered = [(m.group(1), int(m.group(2)), lab) for lab in _labels(first) if (m := _NUMBERED.match(lab))]
+        best = None
+        for prefix, start, lab in numbered:
+            if not prefix or prefix[-1].isdigit():
+                continue
+            key = fingerprint(first, lab)
+            j = i + 1
+            while j < len(items) and f"{prefix}{start + j - i}" in _labels(items[j]) and \
+                    fingerprint(items[j], f"{prefix}{start + j - i}") == key:
+                j += 1
+            if j - i >= 2 and (best is None or j > best[0]):
+                best = (j, TLoop(first, lab, prefix, start, j - i))
+        if best is None:
+            out.append(first)
+            i += 1
+        else:
+            out.append(best[1])
+            i = best[0]
+    return out
+
+
+@dataclass
+class Instance:
+    """One module written as a block call: its statements, the channels flowing in, its block."""
+
+    node: ModuleNode
+    items: list
+    in_channels: int | None
+    group: object = None  # its lift.BlockGroup, once blocks are found
+    values: dict = field(default_factory=dict)  # position -> constant
+    residuals: dict = field(default_factory=dict)  # residual id -> shortcut key or None
+    key: tuple = ()
+    args: dict = field(default_factory=dict)  # the block's parameter -> value for this instance
+
+
+class Lifter:
+    def __init__(self, graph: LayerGraph):
+        self.graph = graph
+        self.consumers: dict[str, list[str]] = {}
+        for layer in graph.layers:
+            for i in layer.inputs:
+                self.consumers.setdefault(i, []).append(layer.name)
+        self.path_uses = Counter(layer.path for layer in graph.layers if layer.path is not None)
+        self.instances: list[Instance] = []  # post-order: children first
+
+    # -- a module's data flow as statements
+
+    def external(self, node: ModuleNode) -> tuple[str, str]:
+        """(the tensor flowing into `node`, the layer of `node` whose output leaves it)."""
+        ins = []
+        outs = []
+        for layer in self._layers(node):
+            for i in layer.inputs:
+                if i not in node.members and i not in ins:
+                    ins.append(i)
+            users = self.consumers.get(layer.name, [])
+            if layer.name == self.graph.output or any(u not in node.members for u in users):
+                outs.append(layer.name)
+        where = f"module `{node.path}` ({node.kind})" if node.path else "the network"
+        if len(ins) != 1:
+            raise ImportFailure(f"{where} takes {len(ins)} tensors", "graphdsl blocks take one tensor in")
+        if len(outs) != 1:
+            raise ImportFailure(f"{where} gives {len(outs)} tensors out", "graphdsl blocks give one tensor out")
+        return ins[0], outs[0]
+
+    def _layers(self, node: ModuleNode):
+        for c in node.children:
+            if isinstance(c, Layer):
+                yield c
+            else:
+                yield from self._layers(c)
+
+    def statements(self, node: ModuleNode) -> list:
+        src, out = self.external(node)
+        items = node.children
+        owner: dict[str, int] = {}
+        for k, c in enumerate(items):
+            for name in ([c.name] if isinstance(c, Layer) else c.members):
+                owner[name] = k
+        preds: list[list] = []
+        for c in items:
+            layers = [c] if isinstance(c, Layer) else list(self._layers(c))
+            ps = []
+            for layer in layers:
+                for i in layer.inputs:
+                    if isinstance(c, ModuleNode) and i in c.members:
+                        continue
+                    p = "in" if i == src else owner.get(i)
+                    if p is None:
+                        raise ImportFailure(f"module `{node.path}` ({node.kind}) takes a second tensor from "
+                                            "outside", "graphdsl blocks take one tensor in", where=layer.where)
+                    if p not in ps:
+                        ps.append(p)
+            preds.append(ps)
+        dom: dict = {"in": {"in"}}
+        for k, ps in enumerate(preds):
+            common = set.intersection(*(dom[p] for p in ps)) if ps else set()
+            dom[k] = common | {k}
+        emitted: list[int] = []
+        where = f"module `{node.path}` ({node.kind})" if node.path else "the network"
+
+        def order(p):
+            return -1 if p == "in" else p
+
+        def chain(start, end) -> list:
+            if start == end:
+                return []
+            ps = preds[end]
+            if len(ps) == 1:
+                return chain(start, ps[0]) + [self.item(node, end, items[end], emitted)]
+            fork = max(set.intersection(*(dom[p] for p in ps)), key=order)
+            head = chain(start, fork)
+            branches = [chain(fork, p) for p in ps]
+            layer = items[end]
+            if isinstance(layer, ModuleNode):
+                raise ImportFailure(f"module `{layer.path}` ({layer.kind}) takes {len(ps)} tensors",
+                                    "graphdsl blocks take one tensor in; merges must be add, concat or mul")
+            if layer.op not in ("add", "concat", "mul"):
+                raise ImportFailure(f"{where}: `{layer.op}` of several tensors is not supported yet",
+                                    "supported merges: add, concat and mul of tensors", where=layer.where)
+            emitted.append(end)
+            if layer.op == "add" and len(ps) == 2:
+                body, short = branches
+                if not body:
+                    body, short = short, []
+                return head + [TResidual(body, short or None)]
+            if layer.op == "concat" and all(len(b) <= 1 for b in branches):
+                return head + [TBranches(layer.op, [b[0] if b else TGroup(None, []) for b in branches])]
+            if fork != "in" and head and isinstance(head[-1], TLeaf) and head[-1].label is None:
+                # the fork is an unnamed layer (`F.relu(self.conv(x))`): name it, continue from it
+                name = self.fresh_name(head[-1].layer.op, branches)
+                head = head[:-1] + [TBind(name, head[-1]), TFrom(name)]
+                return head + self.named_merge(node, layer, name, items, branches, where)
+            return head + self.named_merge(node, layer, fork, items, branches, where)
+
+        result = chain("in", owner[out])
+        if sorted(emitted) != list(range(len(items))):
+            raise ImportFailure(f"{where}: its data flow is not a chain of residual and concatenated branches",
+                                "the importer writes chains, residual adds and concats; other graphs are "
+                                "not supported yet")
+        return numbered_runs(result)
+
+    def named_merge(self, node, layer, fork, items, branches, where) -> list:
+        """A merge the sugar does not cover, with tensor names: the first branch from the current
+        tensor, each other one `from` the fork, then `concat(a, b)` / `add(a, b)` / `mul(a, in)`."""
+        def name_of(item):
+            label = getattr(item, "label", None)
+            if not isinstance(label, str):
+                raise ImportFailure(f"{where}: a `{layer.op}` of a tensor that has no name (an unnamed layer "
+                                    "or a residual) is not supported yet", where=layer.where)
+            return label
+
+        fork_ref = fork if isinstance(fork, str) else name_of(self.label_item(node, items[fork]))
+        flow: list = []
+        refs = []
+        started = False
+        taken = {getattr(it, "label", None) for b in branches for it in b}
+        for b in branches:
+            if not b:
+                refs.append(fork_ref)
+                continue
+            if len(b) == 1 and isinstance(b[0], TLeaf) and b[0].label is None:
+                # one unnamed layer (`F.max_pool2d(x, 3)`): a side branch named `NAME = layer`, taken
+                # from the fork before the other branches move the flow
+                n = 1
+                while f"{b[0].layer.op}{n}" in taken:
+                    n += 1
+                name = f"{b[0].layer.op}{n}"
+                taken.add(name)
+                flow.insert(0, TBind(name, b[0]))
+                refs.append(name)
+                continue
+            if started:
+                flow.append(TFrom(fork_ref))
+            started = True
+            if isinstance(b[-1], TBranches) and b[-1].op == "concat":
+                # a concat inside a branch (Inception-v3's `torch.cat([b_2a(x), b_2b(x)], 1)`) has no
+                # name to be merged by: its branches by tensor names, the concat bound to a name
+                inner_fork = name_of(b[-2]) if len(b) >= 2 else fork_ref
+                expanded, inner_refs = [], []
+                for bi in b[-1].branches:
+                    if isinstance(bi, TGroup) and bi.label is None and not bi.items:
+                        inner_refs.append(inner_fork)
+                        continue
+                    if expanded:
+                        expanded.append(TFrom(inner_fork))
+                    expanded.append(bi)
+                    inner_refs.append(name_of(bi))
+                n = 1
+                while f"concat{n}" in taken:
+                    n += 1
+                taken.add(f"concat{n}")
+                b = b[:-1] + expanded + [TBind(f"concat{n}", TMerge("concat", inner_refs))]
+                flow.extend(b)
+                refs.append(f"concat{n}")
+                continue
+            if isinstance(b[-1], TLeaf) and b[-1].label is None:  # `F.relu(self.expand(x))`: name it
+                n = 1
+                while f"{b[-1].layer.op}{n}" in taken:
+                    n += 1
+                name = f"{b[-1].layer.op}{n}"
+                taken.add(name)
+                b = b[:-1] + [TBind(name, b[-1])]
+            flow.extend(b)
+            refs.append(b[-1].name if isinstance(b[-1], TBind) else name_of(b[-1]))
+        return flow + [TMerge(layer.op, refs)]
+
+    @staticmethod
+    def fresh_name(op: str, branches) -> str:
+        taken = {getattr(it, "label", None) for b in branches for it in b}
+        n = 1
+        while f"{op}{n}" in taken:
+            n += 1
+        return f"{op}{n}"
+
+    def label_item(self, node, c):
+        return TLeaf(self.label(node, c), c) if isinstance(c, Layer) else TGroup(self.label(node, c), [])
+
+    def item(self, node: ModuleNode, k: int, c, emitted: list) -> object:
+        emitted.append(k)
+        label = self.label(node, c)
+        if isinstance(c, Layer):
+            return TLeaf(label, c)
+        if c.kind in CONTAINER_KINDS:
+            return TGroup(label, self.statements(c))
+        return TCall(label, self.instance(c))
+
+    def label(self, node: ModuleNode, c) -> str | None:
+        path = c.path if isinstance(c, ModuleNode) else c.path
+        if path is None:
+            return None
+        if isinstance(c, Layer) and self.path_uses[path] > 1:
+            if c.holds_weights:
+                raise ImportFailure(f"module `{path}` holds weights and runs more than once",
+                                    "shared weights are not supported", where=c.where)
+            return None
+        name = path[len(node.path) + 1:] if node.path else path
+        if node.sequential or node.kind in CONTAINER_KINDS:
+            return None if name.isdigit() else name
+        if name.isdigit():
+            raise ImportFailure(f"module `{path}` has a number for a name inside `{node.kind}`",
+                                "the importer numbers layers only inside nn.Sequential",
+                                where=getattr(c, "where", None))
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name) or name in NAME_RESERVED:
+            raise ImportFailure(f"module name `{name}` of `{path}` is no graphdsl label",
+                                "graphdsl labels are names that are no reserved word", where=getattr(c, "where", None))
+        return name
+
+    def instance(self, node: ModuleNode) -> Instance:
+        src, _ = self.external(node)
+        shape = self.graph.input_shape if src == INPUT else self.graph.layer(src).shape
+        inst = Instance(node, self.statements(node), shape[0] if shape else None)
+        self.instances.append(inst)
+        return inst

@@ -12,11 +12,14 @@ from pathlib import Path
 import click
 
 from .diagnostics import Diagnostic, SpecError
+from .export import export
 from .files import OutputRefused, output_target, write_atomic
 from .flops import CONVENTIONS
 from .fmt import fmt_command
+from .importers.command import import_
 from .ops.base import fmt_shape
 from .text import escape_controls
+from .train.commands import compare, train
 from .units import figure
 
 
@@ -353,7 +356,10 @@ def default_module_path(name: str) -> Path:
               help="Where --run runs.")
 @click.option("--run", "run_it", is_flag=True,
               help="Build the module and run one forward pass on a random input; report the output shapes.")
-def compile_(file, out, network, defines, import_roots, device, run_it):
+@click.option("--inference", is_flag=True,
+              help="Compile the inference build: BatchNorms folded into convs, dropout/identity left out "
+                   "(docs/inference.md).")
+def compile_(file, out, network, defines, import_roots, device, run_it, inference):
     """Compile FILE's network to a PyTorch module: the Python source of an nn.Module that needs torch alone.
 
     The file is written atomically: on any error (invalid spec, failed --run) nothing is written and an
@@ -362,11 +368,21 @@ def compile_(file, out, network, defines, import_roots, device, run_it):
     from .backends import torch as backend
 
     net = load_or_exit(file, network, defines, import_roots=import_roots)
-    path = Path(out) if out not in (None, "-") else default_module_path(net.name)
+    folded = None
+    if inference:
+        from .inference import FoldError, fold
+
+        try:
+            folded = fold(net)
+        except FoldError as e:
+            click.echo(f"error: {shown(e)}", err=True)
+            sys.exit(1)
+    target = folded.network if folded is not None else net
+    path = Path(out) if out not in (None, "-") else default_module_path(net.name + ("_inference" if inference else ""))
     if out != "-":
         refuse_output(path, net.inputs)
     try:
-        gen = backend.generate(net)
+        gen = backend.generate(target)
     except SpecError as e:
         report(e.diagnostics, e.sources, "text")
         sys.exit(1)
@@ -378,9 +394,10 @@ def compile_(file, out, network, defines, import_roots, device, run_it):
             click.echo(f"error: {e}", err=True)
             sys.exit(1)
         try:
-            module = backend.build(gen, device)
+            module = folded.to_torch(device=device) if folded is not None else backend.build(gen, device)
             runs.append(("eval", 1, *backend.run(module, net.input_shape, device, batch=1, training=False)))
-            if net.graph.graph["training_outputs"]:  # the auxiliary outputs exist in training mode only
+            # the auxiliary outputs exist in training mode only; the inference build has none
+            if net.graph.graph["training_outputs"] and not inference:
                 runs.append(("training", 2, *backend.run(module, net.input_shape, device, batch=2, training=True)))
         except Exception as e:  # noqa: BLE001 - a failed run of generated code: report it, write nothing
             click.echo(f"error: the generated module failed to run on {device}: {type(e).__name__}: {e}", err=True)
@@ -400,13 +417,16 @@ def compile_(file, out, network, defines, import_roots, device, run_it):
         click.echo(f"wrote {shown(path)}: class {gen.class_name}, the network `{shown(net.name)}` of {shown(file)}")
         click.echo(f"  input       {fmt_shape(net.input_shape)}")
         click.echo(f"  outputs     {shown(outs)}")
-        click.echo(f"  parameters  {figure(net.params)}")
-        click.echo(f"  MACs        {figure(net.macs, 'conv + linear')}")
+        click.echo(f"  parameters  {figure(target.params)}")
+        click.echo(f"  MACs        {figure(target.macs, 'conv + linear')}")
+        if folded is not None:
+            for line in folded.describe().splitlines():
+                click.echo(f"  {shown(line)}")
         if path.suffix == ".py" and path.stem.isidentifier():
             where = "" if str(path.parent) == "." else f" (with {path.parent} on sys.path)"
             click.echo(f"  use         from {path.stem} import {gen.class_name}{shown(where)}")
     for mode, batch, shapes, seconds in runs:
-        names = backend.returned_outputs(net.graph, training=mode == "training")
+        names = backend.returned_outputs(target.graph, training=mode == "training")
         outs = shown(", ".join(f"{n} {fmt_shape(s)}" for n, s in zip(names, shapes)))
         click.echo(f"ran on {device}, {mode} mode, batch {batch}: {outs} ({seconds:.2f} s)",
                    err=out == "-")
@@ -544,6 +564,10 @@ def ops_(names, fmt):
 
 # Errors of the output stream itself: the disk or device is full, or it failed.
 main.add_command(fmt_command)
+main.add_command(train)
+main.add_command(compare)
+main.add_command(export)
+main.add_command(import_)
 
 
 @main.command(name="lsp")

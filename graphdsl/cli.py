@@ -152,6 +152,19 @@ def refuse_output(path, inputs, *, written: str = "") -> None:
         sys.exit(1)
 
 
+def write_or_exit(path, data: str | bytes, inputs=()) -> None:
+    """Write an output atomically (graphdsl.files.write_atomic); where it may not or cannot be written,
+    exit 1 with an `error:` (and a `help:`), the earlier file left as it was."""
+    try:
+        write_atomic(path, data, inputs)
+    except OutputRefused as e:
+        click.echo(f"error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
+        sys.exit(1)
+    except OSError as e:
+        click.echo(f"error: cannot write {shown(path)}: {shown(e.strerror or e)}", err=True)
+        sys.exit(1)
+
+
 def draw(graph, path: str, inputs) -> None:
     """Write a diagram to `path` (never over an input of the run); exit 1 on failure, or 3 where `dot`
     is missing (the DOT source is written next to it instead)."""
@@ -405,14 +418,7 @@ def compile_(file, out, network, defines, import_roots, device, run_it, inferenc
     if out == "-":
         click.echo(gen.source, nl=False)
     else:
-        try:
-            write_atomic(path, gen.source, net.inputs)
-        except OutputRefused as e:
-            click.echo(f"error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
-            sys.exit(1)
-        except OSError as e:
-            click.echo(f"error: cannot write {shown(path)}: {shown(e.strerror or e)}", err=True)
-            sys.exit(1)
+        write_or_exit(path, gen.source, net.inputs)
         outs = ", ".join(f"{name} {fmt_shape(s)}" for name, s in net.output_shapes.items())
         click.echo(f"wrote {shown(path)}: class {gen.class_name}, the network `{shown(net.name)}` of {shown(file)}")
         click.echo(f"  input       {fmt_shape(net.input_shape)}")

@@ -218,8 +218,7 @@ def export(file, fmt, out, network, defines, import_roots, batch, dynamic_batch,
     module (`layer1.0.conv1/Conv`). The model is checked with onnx.checker and run with onnxruntime on
     CPU against the compiled module before it is written, atomically. Exit status: 0 written, 1 error.
     """
-    from .cli import load_or_exit, refuse_output, shown
-    from .files import OutputRefused, write_atomic
+    from .cli import load_or_exit, refuse_output, shown, write_or_exit
 
     try:
         require_onnx()
@@ -234,14 +233,7 @@ def export(file, fmt, out, network, defines, import_roots, batch, dynamic_batch,
     except ExportError as e:
         click.echo(f"{shown(file)}: error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
         sys.exit(1)
-    try:
-        write_atomic(path, result.data, net.inputs)
-    except OutputRefused as e:
-        click.echo(f"error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
-        sys.exit(1)
-    except OSError as e:
-        click.echo(f"error: cannot write {shown(path)}: {shown(e.strerror or e)}", err=True)
-        sys.exit(1)
+    write_or_exit(path, result.data, net.inputs)
     shape = ("batch" if dynamic_batch else str(batch)) + "x" + "x".join(str(d) for d in net.input_shape)
     click.echo(f"wrote {shown(path)}: network `{shown(net.name)}`, opset {result.opset}, {result.nodes} nodes, "
                f"input {shape}, outputs {', '.join(result.outputs)}")

@@ -76,8 +76,7 @@ def import_(source, kwargs, out, name, input_shape):
     with parameters. The file is written atomically; on any error nothing is written. Exit status: 0
     written, 1 error.
     """
-    from ..cli import shown, shown_lines
-    from ..files import OutputRefused, write_atomic
+    from ..cli import shown, shown_lines, write_or_exit
     from .ir import ImportFailure
 
     if not TORCH_SOURCE.match(source):
@@ -116,14 +115,7 @@ def import_(source, kwargs, out, name, input_shape):
     if out == "-":
         click.echo(text, nl=False)
         return
-    try:
-        write_atomic(path, text)
-    except OutputRefused as e:
-        click.echo(f"error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
-        sys.exit(1)
-    except OSError as e:
-        click.echo(f"error: cannot write {shown(path)}: {shown(e.strerror or e)}", err=True)
-        sys.exit(1)
+    write_or_exit(path, text)
     from ..units import figure
 
     click.echo(f"wrote {shown(path)}: network `{shown(net.name)}`, {len(text.splitlines())} lines, "

@@ -26,7 +26,8 @@ SPECS = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("specs/*.cnn"), *RO
 # the shipped specs written one class per block (the others use what the layout does not translate yet,
 # and keep one class per distinct structure; the test below names why)
 STRUCTURED = [s for s in SPECS if re.search(
-    r"/(resnet\d+|resnext|wide_resnet|googlenet|alexnet|mobilenet_v2|vgg|cifar/|examples/(inception|resnet50|stacked))",
+    r"/(resnet\d+|resnext|wide_resnet|googlenet|alexnet|mobilenet_v[23]|vgg|efficientnet_b\d|regnet_|mnasnet|cifar/"
+    r"|examples/(inception|resnet50|stacked))",
     s)]
 
 
@@ -80,10 +81,13 @@ def test_structured_specs_have_one_class_per_block(path, loaded):
     source = structured(net).source
     classes = [n.name for n in ast.parse(source).body if isinstance(n, ast.ClassDef)]
     blocks = {info["block"] for info in net.graph.graph["scopes"].values() if info.get("kind") == "block"}
-    gen = structured(net)
+    generator = Generator(net)
+    gen = generator.generate_structured()
     assert {camel(b) for b in blocks} <= set(classes)
-    # every class is a block of the spec's files, named after it, or the network: no numbered copies
-    assert set(classes) - {gen.class_name} <= {camel(b) for b in net.graph.graph["blocks"]}, classes
+    # every class is a block of the spec's files, named after it, the network, or an op's helper module
+    # (StochasticDepth): no numbered copies
+    helpers = set(generator.helpers)
+    assert set(classes) - {gen.class_name} - helpers <= {camel(b) for b in net.graph.graph["blocks"]}, classes
     assert len(classes) == len(set(classes))
 
 
@@ -112,6 +116,11 @@ def test_specs_that_keep_the_per_structure_layout_say_why(loaded):
     ("specs/alexnet.cnn", {"num_classes": 5}),
     ("specs/mobilenet_v2.cnn", {"width_mult": 0.75, "num_classes": 10}),
     ("specs/mobilenet_v2.cnn", {"settings": ((1, 16, 1, 1), (6, 24, 2, 2), (4, 40, 3, 2)), "round_nearest": 4}),
+    ("specs/efficientnet_b0.cnn", {"width_mult": 0.5, "depth_mult": 1.4, "num_classes": 10}),
+    ("specs/mobilenet_v3_small.cnn", {"num_classes": 10, "width_mult": 0.75}),
+    ("specs/regnet_y_400mf.cnn", {"num_classes": 10, "stem_width": 24}),
+    ("specs/regnet_x_400mf.cnn", {"se_ratio": 0.25, "num_classes": 10}),  # SE translated at a stand-in
+    ("specs/mnasnet0_5.cnn", {"alpha": 0.75, "num_classes": 10}),
 ])
 def test_other_parameters_build_the_D_compile(path, params, loaded):
     """`Resnet18(num_classes=10)` is the module `graphdsl compile -D num_classes=10` builds."""
@@ -164,7 +173,10 @@ def test_the_per_structure_layout_refuses_other_parameters():
 
 @pytest.mark.parametrize("path", ["specs/cifar/resnet20.cnn", "specs/resnet18.cnn",
                                   pytest.param("specs/googlenet.cnn", marks=pytest.mark.slow),
-                                  pytest.param("specs/mobilenet_v2.cnn", marks=pytest.mark.slow)])
+                                  pytest.param("specs/mobilenet_v2.cnn", marks=pytest.mark.slow),
+                                  pytest.param("specs/efficientnet_b0.cnn", marks=pytest.mark.slow),
+                                  pytest.param("specs/regnet_y_400mf.cnn", marks=pytest.mark.slow),
+                                  pytest.param("specs/mnasnet0_5.cnn", marks=pytest.mark.slow)])
 def test_fx_export_and_node_shapes_through_the_optional_submodules(path, loaded):
     net = loaded(path)
     m = net.to_torch()

@@ -1114,6 +1114,8 @@ class Generator:
                    if re.search(rf"(?<![\w.]){re.escape(name)}\(", classes)]
         text_body = "".join(f"\n\n{h}\n" for h in helpers) + classes
         imports = []
+        if re.search(r"(?<![\w.])math\.(ceil|floor)\(", text_body):  # spec `ceil`/`floor` (torch_values)
+            imports += ["import math", ""]
         if self.uses_ordered_dict:
             imports += ["from collections import OrderedDict", ""]
         if re.search(r"\btorch\.", text_body):

@@ -18,12 +18,22 @@ reference: every IR node must be the product of one translated line, its `inplac
 the one the IR makes, and the shape comments come from the IR (dimensions that differ between the
 instances of a class show as letters, and a comment of letters only is left out).
 
+Also translated: a labelled `concat { ... }` (a class named after the label, taking the input channels
+and the values it reads), a merge of the block's input and a labelled layer (`mul(in, scale)`, the
+squeeze-and-excitation gate: the input kept in `x`), computed labels in a chain
+(`self.add_module(f'block{s}-{i}', ...)`, as torchvision's AnyStage), `inline` blocks in a chain (their
+layers appended flat), `for` over `range`/`enumerate`/`zip`, slices, `ceil`/`floor` (`math.ceil`). A
+block whose output is a new tensor for some arguments only (`silu` where `act`, else `bn`) gives its
+callers that condition (`Klass.fresh_if`).
+
 What is not translated raises Unsupported, and the caller (graphdsl.backends.torch.generate) falls
 back to one class per distinct structure for the whole file: named tensors read across statements
-(`from`, `add(a, b)`, `split`), `inline` blocks, computed labels, labelled `residual`/`concat` scopes,
-`for` outside a chain, conditions on `in.height`/`in.width`, an unlabelled layer with parameters
-inside an `if`, bare parameters, channels-last tensors, `enumerate`/`zip`/`ceil` and `/` of integers
-(whose meaning differs from Python's). A condition Python cannot see at construction never makes a
+(`from`, `split`, a merge of other tensors), `inline` blocks outside a chain, labelled `residual`
+scopes, `for` outside a chain, conditions on `in.height`/`in.width`, an unlabelled layer with
+parameters inside an `if`, bare parameters, channels-last tensors, `/` of integers (whose meaning
+differs from Python's), a branch not taken here whose arguments an op rejects (RegNetX's SE at
+`se_ratio` 0), an `inplace` the IR decides differently between instances of one class
+(EfficientNetV2's Fused-MBConv). A condition Python cannot see at construction never makes a
 specialised copy of a class: the file keeps the per-structure layout instead.
 """
 
@@ -73,6 +83,7 @@ class Klass:
     out_ch: pyast.expr | None = None
     out_dims: tuple = ()
     out_fresh: bool = False
+    fresh_if: pyast.expr | None = None  # where the output's freshness depends on the arguments: when it is
     in_rank: int = 3
     nested_lets: set = field(default_factory=set)  # locals bound only inside an `if` or a `for`
     init: list = field(default_factory=list)  # (indent, text, shapes)
@@ -103,6 +114,8 @@ class Ctx:
     nested: bool = False  # inside an `if` or a `for`
     hoisted: list = field(default_factory=list)  # (name, code): values computed in __init__ for forward
     pending: list = field(default_factory=list)  # __init__ lines of forward-only code paths, written next
+    named: dict = field(default_factory=dict)  # tensor name -> Tensor (what a merge of named tensors reads)
+    input: Tensor | None = None  # the block's input, where a merge reads `in` (kept in its own variable)
 
 
 def translate(gen) -> tuple[str, dict]:
@@ -126,6 +139,8 @@ class Layout:
             if d["op"] != "input":
                 self.by_span.setdefault(d["span"], []).append(n)
         self.decided: dict = {}  # span -> "module" | "function"
+        self.list_names: dict = {}  # (class, span of an unlabelled group) -> the list its modules are built in
+        self.untaken = 0  # inside a branch of an `if` the sample does not take (its numbers may be degenerate)
         self.scope_members: dict = {}
         for n, d in g.nodes(data=True):
             for k in range(1, len(d["scope"])):
@@ -279,6 +294,17 @@ class Layout:
                 if not isinstance(a, Sym) and not isinstance(i, Sym):
                     return value
                 return Sym(pyast.Subscript(tree_of(a), tree_of(i), pyast.Load()), value)
+            case ast.Slice(target=target, start=start, stop=stop):  # `depths[:i]`: Python's slice
+                a = self.expr(target, ctx, t)
+                bounds = [None if b is None else self.expr(b, ctx, t) for b in (start, stop)]
+                if not isinstance(value_of(a), tuple) or any(
+                        b is not None and type(value_of(b)) is not int for b in bounds):
+                    raise Unsupported("a slice")
+                value = value_of(a)[slice(*(None if b is None else value_of(b) for b in bounds))]
+                if not isinstance(a, Sym) and not any(isinstance(b, Sym) for b in bounds):
+                    return value
+                index = pyast.Slice(*(None if b is None else tree_of(b) for b in bounds))
+                return Sym(pyast.Subscript(tree_of(a), index, pyast.Load()), value)
             case ast.Func(name=name, args=args, kwargs=()):
                 return call(name, [self.expr(a, ctx, t) for a in args])
             case ast.Comprehension():
@@ -293,7 +319,8 @@ class Layout:
             raise Unsupported("a comprehension over an empty or unknown list")
         names = list(_flat(e.target)) if not isinstance(e.target, str) else [e.target]
         for n in names:
-            self.check_name(n)
+            if n != "_":
+                self.check_name(n)
         sub = copy.copy(ctx)
         sub.env, sub.real, sub.init_names = dict(ctx.env), dict(ctx.real), set(ctx.init_names)
         _bind(e.target, values[0], sub)
@@ -397,13 +424,21 @@ class Layout:
         fwd: list = []
         if sequential:
             spec_names = bound_names(block.body) | set(real_args)
-            var = next(n for n in ("layers", "modules", "layer_list", "sequence") if n not in spec_names)
-            ctx.init_names.add(var)
-            out = self.seq_body(block.body, ctx, inner, init, var, 2)
-            init = [(2, f"{var} = []", None), *init, (2, f"super().__init__(*{var})", None)]
+            if _has_computed_labels(block.body):  # named children: `self.add_module(f"block{s}-{i}", ...)`
+                out = self.seq_body(block.body, ctx, inner, init, "self", 2)
+                init = [(2, "super().__init__()", None), *init]
+            else:
+                var = next(n for n in ("layers", "modules", "layer_list", "sequence") if n not in spec_names)
+                ctx.init_names.add(var)
+                out = self.seq_body(block.body, ctx, inner, init, var, 2)
+                init = [(2, f"{var} = []", None), *init, (2, f"super().__init__(*{var})", None)]
         else:
             self.note_references(block.body, ctx)
-            out = self.class_body(block.body, ctx, inner, init, fwd, 2)
+            dst = None
+            if _merges_input(block.body):  # `mul(in, gate)`: the first layer must not overwrite the input
+                dst = ctx_claim(ctx.fwd_names, "out")
+                ctx.input = inner
+            out = self.class_body(block.body, ctx, inner, init, fwd, 2, dst)
             fwd.append((2, f"return {out.var}", None))
             init = self.with_stores(ctx, init)
         defaults = []
@@ -433,6 +468,11 @@ class Layout:
             klass.out_ch = None
         klass.out_dims = out.dims
         klass.out_fresh = out.fresh
+        if isinstance(out.fresh_if, Sym):
+            tree = substitute(out.fresh_if.tree, ctx.lets)
+            if {n.id for n in pyast.walk(tree) if isinstance(n, pyast.Name)} - FUNCTION_NAMES <= {
+                    *real_args, in_param}:
+                klass.fresh_if = tree
         klass.init, klass.forward = init, fwd
         klass.done = True
         self.order.append(klass)
@@ -441,7 +481,7 @@ class Layout:
     def is_sequential(self, stmts) -> bool:
         """A body of unlabelled layers in a chain (through `if`, `for`, `let`): an nn.Sequential."""
         return self.chain_only(stmts) and any(isinstance(s, (ast.Call, ast.Group, ast.Repeat, ast.If, ast.For))
-                                              for s in stmts)
+                                              or _computed_label(s) for s in stmts)
 
     def chain_only(self, stmts) -> bool:
         for s in stmts:
@@ -456,6 +496,12 @@ class Layout:
                         return False
                 case ast.Call(inline=False) | ast.Group():
                     pass
+                case ast.Labeled() if _computed_label(s):  # `"block{s}-{i}": ...`: add_module, as torchvision
+                    pass
+                case ast.Call(inline=True) if s.name in self.blocks:  # its layers, flat in the chain
+                    body = self.blocks[s.name].body
+                    if bound_names(body) or not self.chain_only(body):
+                        return False
                 case ast.Repeat(item=item):
                     if not isinstance(item, (ast.Call, ast.Group)) or getattr(item, "inline", False):
                         return False
@@ -538,10 +584,13 @@ class Layout:
                 ctx.position[0] += 1
                 out = self.member(label, item, ctx, t, init, fwd, indent, target)
                 ctx.tensors[label] = (out.var, ctx.versions.get(out.var, 0))
+                ctx.named[label] = out
                 return out
             case ast.Call(inline=False) if s.name in REGISTRY and not REGISTRY[s.name].merges:
                 rel = (*ctx.path, self.next_position(ctx))
                 return self.functional(s, ctx, t, fwd, indent, target, rel)
+            case ast.Call(inline=False) if s.name in REGISTRY:
+                return self.merge(s, ctx, t, fwd, indent, target)
             case ast.Residual():
                 return self.residual(s, ctx, t, init, fwd, indent, target)
             case ast.Branches():
@@ -569,6 +618,47 @@ class Layout:
                 return self.class_if(cond, then, orelse, ctx, t, init, fwd, indent, dst)
         raise Unsupported(f"{type(s).__name__} in a class")
 
+    def merge(self, s: ast.Call, ctx: Ctx, t: Tensor, fwd: list, indent: int, target: str) -> Tensor:
+        """`mul(in, scale_activation)`: a merge of named tensors (the block's input, labelled layers)."""
+        op = REGISTRY[s.name]
+        if len(s.args) < 2 or any(a.name is not None or not isinstance(a.value, (ast.Var, ast.InTensor))
+                                  for a in s.args):
+            raise Unsupported("a merge of other than tensor names")
+        tensors = []
+        for a in s.args:
+            if isinstance(a.value, ast.InTensor):
+                if ctx.input is None or ctx.versions.get(ctx.input.var, 0) != 0:
+                    raise Unsupported("`in` read after it is overwritten")
+                tensors.append(ctx.input)
+                continue
+            name = a.value.name
+            if name not in ctx.named or ctx.nested:
+                raise Unsupported(f"the tensor `{name}`")
+            var, version = ctx.tensors[name]
+            if ctx.versions.get(var, 0) != version:
+                raise Unsupported(f"the tensor `{name}` overwritten")
+            tensors.append(ctx.named[name])
+        rel = (*ctx.path, self.next_position(ctx))
+        if any(len(x.dims) != len(t.dims) for x in tensors):
+            raise Unsupported("a merge of other ranks")
+        ins = [(sample(x.ch, 3), *(d if isinstance(d, int) else d.real for d in x.dims)) for x in tensors]
+        try:
+            shape = op.output_shape({}, ins)
+            text = op.torch_call({}, [x.var for x in tensors], ins)
+        except (OpError, TypeError, ValueError) as e:
+            raise Unsupported("a merge") from e
+        if text is None or op.name == "concat":
+            raise Unsupported(f"`{op.name}` of named tensors")
+        self.decide(s.span, "function")
+        self.check_inplace(s.span, False)
+        ch = unsample(shape[0], value_of(tensors[0].ch))
+        if not isinstance(ch, Sym) and not isinstance(ch, int):
+            raise Unsupported("merge sizes")
+        widest = max(tensors, key=lambda x: sum(not (isinstance(d, int) and d == 1) for d in x.dims))
+        self.assign(ctx, target)
+        fwd.append((indent, f"{target} = {text}", self.shapes_of(ctx, rel, s.span)))
+        return Tensor(target, ch, widest.dims, op.overwritable)
+
     def member(self, label: str, item, ctx: Ctx, t: Tensor, init: list, fwd: list, indent: int, target: str,
                fwd_indent: int | None = None):
         """`label: item` as submodule `self.label`, called in forward."""
@@ -595,6 +685,8 @@ class Layout:
                 ctor, out = self.group(body, ctx, t, rel, init, indent, label)
             case ast.Repeat():
                 ctor, out = self.group((item,), ctx, t, rel, init, indent, label)
+            case ast.Branches():
+                ctor, out = self.branches_class(label, item, ctx, t, rel)
             case _:
                 raise Unsupported(f"a labelled {type(item).__name__}")
         ctx.labels.add(label)
@@ -628,7 +720,7 @@ class Layout:
         channel padding of `pad_channels`) is computed once in __init__ where the line would be long."""
         tree = pyast.parse(text, mode="eval")
         reads = sorted({n.attr for n in pyast.walk(tree) if isinstance(n, pyast.Attribute)
-                        and isinstance(n.value, pyast.Name) and n.value.id == "self"})
+                        and isinstance(n.value, pyast.Name) and n.value.id == "self"} - {"training"})
         if 4 * indent + len(text) + 12 <= 100 or not isinstance(tree.body, pyast.Call):
             for name in reads:
                 self.store(ctx, name)
@@ -655,7 +747,7 @@ class Layout:
             put(pyast.Attribute(pyast.Name("self", pyast.Load()), name, pyast.Load()))
         for n in pyast.walk(tree):
             if isinstance(n, pyast.Attribute) and isinstance(n.value, pyast.Name) and n.value.id == "self":
-                if n.attr not in ctx.stored:
+                if n.attr not in ctx.stored and n.attr != "training":  # nn.Module's own
                     self.store(ctx, n.attr)
         return pyast.unparse(tree)
 
@@ -722,7 +814,70 @@ class Layout:
         if known is not None and len(known) == len(dims) + 1:
             # a call whose input size and arguments are constants gives the sizes the IR computed for it
             dims = tuple(k if fixed else d if isinstance(d, int) else Unknown(k) for d, k in zip(dims, known[1:]))
-        return f"{klass.name}({', '.join(args)})", Tensor(t.var, ch, dims, klass.out_fresh)
+        fresh = klass.out_fresh
+        if klass.fresh_if is not None:  # fresh for some arguments only: this call's
+            tree = substitute(klass.fresh_if, names)
+            fresh = bool(tree.value) if isinstance(tree, pyast.Constant) else bool(
+                evaluate_tree(klass.fresh_if, {k: value_of(v) for k, v in names.items()}))
+        return f"{klass.name}({', '.join(args)})", Tensor(t.var, ch, dims, fresh)
+
+    def branches_class(self, label: str, s: ast.Branches, ctx: Ctx, t: Tensor, rel) -> tuple[str, Tensor]:
+        """A labelled `concat { ... }` (or another merge): a class named after the label, whose constructor
+        takes the input channels and the values of the enclosing class its branches read."""
+        name = camel_or(label, "Branches")
+        if self.gen.globals.claim(name, fallback="Branches") != name:
+            raise Unsupported(f"the class name `{name}` twice")
+        instances = [(*base, *rel) for base in ctx.instances]
+        doc = self.g.graph.get("scopes", {}).get(instances[0], {}).get("doc") if instances else None
+        klass = Klass(name, None, "module", doc)
+        outer = {k: v for k, v in ctx.env.items() if isinstance(v, Sym)}
+        env = {k: (Sym.name(k, v.value) if k in outer else v) for k, v in ctx.env.items()}
+        inner = self.new_ctx(klass, env, {k: value_of(v) for k, v in ctx.env.items()}, instances)
+        inner.init_names.update(outer)
+        rank3 = len(t.dims) == 2
+        in_param = "in_channels" if rank3 else "in_features"
+        if in_param in env:
+            in_param = "in_" + in_param
+        self.check_name(in_param)
+        inner.init_names.add(in_param)
+        klass.in_rank = len(t.dims) + 1
+        x = Tensor(ctx_claim(inner.fwd_names, "x"), Sym.name(in_param, value_of(t.ch)),
+                   tuple(Unknown(d if isinstance(d, int) else d.real) for d in t.dims), False)
+        self.note_references([s], inner)
+        init: list = []
+        fwd: list = []
+        out = self.class_stmt(s, inner, x, init, fwd, 2, None)
+        fwd.append((2, f"return {out.var}", None))
+        init = self.with_stores(inner, init)
+        read = set()
+        for _, text, _ in (*init, *fwd):
+            read |= _names_read(text)
+        used = [k for k in outer if k in read]
+        uses_input = in_param in read
+        out_tree = substitute(tree_of(out.ch), inner.lets)
+        free = {n.id for n in pyast.walk(out_tree) if isinstance(n, pyast.Name)} - FUNCTION_NAMES
+        if not free <= {*used, in_param} or not isinstance(value_of(out.ch), int):
+            raise Unsupported("the output size of labelled branches")
+        if in_param in free:
+            uses_input = True
+        klass.signature = ([in_param] if uses_input else []) + used
+        klass.params = used
+        klass.in_param = in_param if uses_input else None
+        klass.init, klass.forward = init, fwd
+        klass.out_dims, klass.out_fresh = out.dims, out.fresh
+        klass.done = True
+        self.order.append(klass)
+        names = {k: ctx.env[k] for k in used}
+        names[in_param] = t.ch
+        real_out = evaluate_tree(out_tree, {k: value_of(v) for k, v in names.items()})
+        out_sub = substitute(out_tree, {k: tree_of(v) for k, v in names.items()})
+        ch = real_out if isinstance(out_sub, pyast.Constant) else Sym(out_sub, real_out)
+        dims = tuple(d if isinstance(d, int) else Unknown(d.real) for d in out.dims)
+        known = self.real_dims(ctx, rel)
+        if known is not None and len(known) == len(dims) + 1:
+            dims = tuple(d if isinstance(d, int) else Unknown(k) for d, k in zip(dims, known[1:]))
+        args = ([code(t.ch)] if uses_input else []) + [code(ctx.env[k]) for k in used]
+        return f"{name}({', '.join(args)})", Tensor(t.var, ch, dims, out.fresh)
 
     def group(self, body, ctx: Ctx, t: Tensor, rel, init: list, indent: int, label: str) -> tuple[str, Tensor]:
         """A labelled group: `nn.Sequential(a, b)` for a plain list, else built in a list named after it."""
@@ -730,7 +885,7 @@ class Layout:
             raise Unsupported("a group that is not a chain")
         sub = Ctx(ctx.klass, dict(ctx.env), dict(ctx.real), ctx.init_names, ctx.fwd_names, ctx.stored, ctx.labels,
                   rel, ctx.instances, [0])
-        if all(isinstance(s, (ast.Call, ast.Group)) for s in body):
+        if all(isinstance(s, ast.Group) or isinstance(s, ast.Call) and not s.inline for s in body):
             parts = []
             cur = t
             for s in body:
@@ -741,6 +896,9 @@ class Layout:
         lines: list = []
         out = self.seq_body(body, sub, Tensor(t.var, t.ch, t.dims, t.fresh), lines, var, indent)
         ctx.env.update({k: v for k, v in sub.env.items() if k in ctx.env})
+        if _has_computed_labels(body):  # named children: built in an nn.Sequential, `add_module` for those
+            init += [(indent, f"{var} = nn.Sequential()", None), *lines]
+            return var, Tensor(t.var, out.ch, out.dims, out.fresh)
         init += [(indent, f"{var} = []", None), *lines]
         return f"nn.Sequential(*{var})", Tensor(t.var, out.ch, out.dims, out.fresh)
 
@@ -868,7 +1026,12 @@ class Layout:
             labels_before = set(ctx.labels)
             b_init: list = []
             b_fwd: list = []
-            out = self.class_body(branch, sub, t, b_init, b_fwd, indent + 1, dst)
+            untaken = truth != bool(cond.value)
+            self.untaken += untaken
+            try:
+                out = self.class_body(branch, sub, t, b_init, b_fwd, indent + 1, dst)
+            finally:
+                self.untaken -= untaken
             results.append((sub, out, b_init, b_fwd, sorted(ctx.labels - labels_before)))
         (s1, o1, i1, f1, new1), (s2, o2, i2, f2, new2) = results
         chosen = s1 if cond.value else s2
@@ -918,7 +1081,12 @@ class Layout:
             Unknown(d.real if isinstance(d, Unknown) else d) for d in (o1 if cond.value else o2).dims)
         if len(o1.dims) != len(o2.dims):
             raise Unsupported("branches of an `if` with other ranks")
-        return Tensor(o1.var, ch, dims, o1.fresh and o2.fresh)
+        if o1.fresh == o2.fresh and o1.fresh_if is None and o2.fresh_if is None:
+            return Tensor(o1.var, ch, dims, o1.fresh)
+        # fresh in one branch only (`silu` where `act`, else `bn`): by the condition, for the callers; the
+        # sample's value in the class (every `inplace` it decides is checked against the IR's)
+        fresh_if = choose(cond, o1.fresh_if or o1.fresh, o2.fresh_if or o2.fresh)
+        return Tensor(o1.var, ch, dims, (o1 if cond.value else o2).fresh, fresh_if)
 
     def values_if(self, cond, then, orelse, ctx: Ctx, init: list, indent: int) -> None:
         """An `if` of `let`s and `assert`s (before the network's `input`)."""
@@ -1031,9 +1199,17 @@ class Layout:
             case ast.Assert(condition=cond, message=message):
                 self.assertion(cond, message, ctx, t, init, indent)
                 return t
+            case ast.Call(inline=True) if s.name in self.blocks:
+                return self.inline_call(s, ctx, t, init, var, indent)
             case ast.Call() | ast.Group():
                 ctor, out = self.seq_item(s, ctx, t, init, indent)
                 init.append((indent, f"{var}.append({ctor})", None))
+                return out
+            case ast.Labeled(label=label, item=item) if _computed_label(s):
+                name, real = self.label_text(label, ctx, t)
+                ctx.position[0] += 1
+                ctor, out = self.seq_item(item, ctx, t, init, indent, (*ctx.path, real))
+                init.append((indent, f"{var}.add_module({name}, {ctor})", None))
                 return out
             case ast.Repeat(item=item, count=count):
                 n = self.expr(count, ctx, t)
@@ -1047,10 +1223,15 @@ class Layout:
                                tuple(range(max(value_of(n), 1))))
                 return self.seq_loop("_", iterable, (item,), ctx, t, init, var, indent, count=value_of(n))
             case ast.For(var=target, iterable=iterable, body=body):
-                seq = self.expr(iterable, ctx, t)
+                seq = self.loop_iterable(iterable, ctx, t)
                 if not isinstance(value_of(seq), tuple):
                     raise Unsupported("a loop over something other than a list")
-                return self.seq_loop(target, seq, body, ctx, t, init, var, indent)
+                stand_in = None
+                if not value_of(seq) and isinstance(iterable, ast.Func) and iterable.name == "range":
+                    # empty here (`range(1, depth)` at depth 1), not in every instance: the body is
+                    # translated at the range's start, and must leave the tensor as it was
+                    stand_in = value_of(self.expr(iterable.args[0], ctx, t)) if len(iterable.args) > 1 else 0
+                return self.seq_loop(target, seq, body, ctx, t, init, var, indent, stand_in=stand_in)
             case ast.If(condition=cond, then=then, orelse=orelse):
                 c = self.condition(cond, ctx, t)
                 if not isinstance(c, Sym):
@@ -1078,13 +1259,48 @@ class Layout:
                     raise Unsupported("branches of other ranks")
                 dims = o1.dims if o1.dims == o2.dims else tuple(
                     Unknown(d.real if isinstance(d, Unknown) else d) for d in (o1 if c.value else o2).dims)
-                return Tensor(t.var, choose(c, o1.ch, o2.ch), dims, o1.fresh and o2.fresh)
+                if o1.fresh == o2.fresh and o1.fresh_if is None and o2.fresh_if is None:
+                    return Tensor(t.var, choose(c, o1.ch, o2.ch), dims, o1.fresh)
+                fresh_if = choose(c, o1.fresh_if or o1.fresh, o2.fresh_if or o2.fresh)  # as in `class_if`
+                return Tensor(t.var, choose(c, o1.ch, o2.ch), dims, (o1 if c.value else o2).fresh, fresh_if)
         raise Unsupported(f"{type(s).__name__} in a chain")
 
-    def seq_loop(self, target, seq, body, ctx: Ctx, t: Tensor, init, var, indent, count=None) -> Tensor:
+    def loop_iterable(self, iterable, ctx: Ctx, t: Tensor):
+        """What a `for` walks: a list, or `range(...)` (a Python range there, where it is only iterated)."""
+        if isinstance(iterable, ast.Func) and iterable.name == "range" and not iterable.kwargs and (
+                1 <= len(iterable.args) <= 3):
+            args = [self.expr(a, ctx, t) for a in iterable.args]
+            if not all(type(value_of(a)) is int for a in args):
+                raise Unsupported("`range` of other than integers")
+            values = tuple(range(*(value_of(a) for a in args)))
+            if not any(isinstance(a, Sym) for a in args):
+                return values
+            return Sym(pyast.Call(pyast.Name("range", pyast.Load()), [tree_of(a) for a in args], []), values)
+        if isinstance(iterable, ast.Func) and iterable.name in ("enumerate", "zip") and not iterable.kwargs:
+            # the same pairs as Python's, where they are only iterated
+            args = [self.expr(a, ctx, t) for a in iterable.args]
+            real = [value_of(a) for a in args]
+            if iterable.name == "enumerate":
+                if not 1 <= len(args) <= 2 or not isinstance(real[0], tuple) or (
+                        len(args) == 2 and type(real[1]) is not int):
+                    raise Unsupported("`enumerate` of other than a list")
+                values = tuple(((real[1] if len(real) == 2 else 0) + i, v) for i, v in enumerate(real[0]))
+            else:
+                if not args or not all(isinstance(r, tuple) for r in real):
+                    raise Unsupported("`zip` of other than lists")
+                values = tuple(zip(*real))
+            if not any(isinstance(a, Sym) for a in args):
+                return values
+            return Sym(pyast.Call(pyast.Name(iterable.name, pyast.Load()), [tree_of(a) for a in args], []), values)
+        return self.expr(iterable, ctx, t)
+
+    def seq_loop(self, target, seq, body, ctx: Ctx, t: Tensor, init, var, indent, count=None,
+                 stand_in=None) -> Tensor:
         values = value_of(seq)
-        if not values:
+        if not values and stand_in is None:
             raise Unsupported("a loop over an empty list")
+        empty = not values
+        values = values or (stand_in,)
         names = [target] if isinstance(target, str) else list(_flat(target))
         for n in names:
             if n != "_":
@@ -1100,6 +1316,14 @@ class Layout:
         probe_ctx.env, probe_ctx.real = dict(sub.env), dict(sub.real)
         probe = self.seq_body(body, probe_ctx, t, probe_lines, var, indent + 1)
         dims_change = probe.dims != t.dims
+        if empty:
+            if code(probe.ch) != code(t.ch) or len(probe.dims) != len(t.dims):
+                raise Unsupported("a loop empty here that changes the tensor elsewhere")
+            if probe_lines:
+                target_text = target if isinstance(target, str) else ", ".join(_target_text(x) for x in target)
+                init.append((indent, f"for {target_text} in {code(seq)}:", None))
+                init += probe_lines
+            return t
         if code(probe.ch) == code(t.ch) and not dims_change:
             lines, out = probe_lines, probe
             ctx_after = probe_ctx
@@ -1126,9 +1350,61 @@ class Layout:
                 ctx.env.setdefault(name, value)
         return out
 
-    def seq_item(self, s, ctx: Ctx, t: Tensor, init: list, indent: int) -> tuple[str, Tensor]:
+    def inline_call(self, item: ast.Call, ctx: Ctx, t: Tensor, init: list, var: str, indent: int) -> Tensor:
+        """`inline conv_bn(c0, 3)` in a chain: the block's layers appended to the chain itself, its
+        parameters read as the caller's expressions (torchvision's flat nn.Sequential of MNASNet)."""
+        block = self.blocks[item.name]
+        if bound_names(block.body) or not self.chain_only(block.body):
+            raise Unsupported("an inline block that is not a chain")
+        params = [p.name for p in block.params]
+        positional = [a for a in item.args if a.name is None]
+        if len(positional) > len(params):
+            raise Unsupported("too many arguments")
+        given = {p: self.expr(a.value, ctx, t) for p, a in zip(params, positional)}
+        for a in item.args:
+            if a.name is not None:
+                if a.name not in params or a.name in given:
+                    raise Unsupported("a wrong argument")
+                given[a.name] = self.expr(a.value, ctx, t)
+        sub = copy.copy(ctx)  # the same scope and positions: the IR numbers the layers in the chain
+        sub.env, sub.real = {}, {}
+        for p in block.params:
+            if p.name in given:
+                value = given[p.name]
+            elif p.default is not None:
+                value = self.expr(p.default, self.new_ctx(ctx.klass, {}, {}, []))
+            else:
+                raise Unsupported("a missing argument")
+            if isinstance(value, Symbol):
+                raise Unsupported("a symbol as a block argument")
+            sub.env[p.name] = value
+            sub.real[p.name] = value_of(value)
+        return self.seq_body(block.body, sub, t, init, var, indent)
+
+    def label_text(self, label: ast.Template, ctx: Ctx, t: Tensor) -> tuple[str, str]:
+        """A computed label as Python (`f'block{s}-{i}'`: `str` of integers and strings is the spec's) and
+        its value for the sample."""
+        text, real = [], []
+        for part in label.parts:
+            if isinstance(part, str):
+                value, piece = part, part
+            else:
+                v = self.expr(part, ctx, t)
+                value = value_of(v)
+                if isinstance(value, bool) or not isinstance(value, (int, str)):
+                    raise Unsupported("a label built from other than integers and strings")
+                value = str(value)
+                piece = "{" + code(v) + "}" if isinstance(v, Sym) else value
+            if any(c in piece for c in "'\\\n") or isinstance(part, str) and any(c in part for c in "{}"):
+                raise Unsupported("the text of a computed label")
+            text.append(piece)
+            real.append(value)
+        body = "".join(text)
+        return (f"f'{body}'" if body != "".join(real) else repr(body)), "".join(real)
+
+    def seq_item(self, s, ctx: Ctx, t: Tensor, init: list, indent: int, rel=None) -> tuple[str, Tensor]:
         """One module of a chain: an op's module form, a block's class, or a nested nn.Sequential."""
-        rel = (*ctx.path, self.next_position(ctx))
+        rel = rel or (*ctx.path, self.next_position(ctx))
         match s:
             case ast.Call(inline=False) if s.name in REGISTRY:
                 low = self.lower(s, ctx, t, rel)
@@ -1141,13 +1417,29 @@ class Layout:
             case ast.Group(body=body):
                 sub = Ctx(ctx.klass, dict(ctx.env), dict(ctx.real), ctx.init_names, ctx.fwd_names, ctx.stored,
                           ctx.labels, rel, ctx.instances, [0])
-                if all(isinstance(x, (ast.Call, ast.Group)) for x in body):
+                if all(isinstance(x, ast.Group) or isinstance(x, ast.Call) and not x.inline for x in body):
                     parts = []
                     cur = t
                     for x in body:
                         ctor, cur = self.seq_item(x, sub, cur, init, indent)
                         parts.append(ctor)
                     return f"nn.Sequential({', '.join(parts)})", cur
+                if self.is_sequential(body):  # built in a list, as a labelled group is (`group`)
+                    key = (ctx.klass.name, s.span)  # a loop's body is translated twice: one name for both
+                    var = self.list_names.get(key) or ctx_claim(bound_names(body) | set(ctx.env) | ctx.init_names,
+                                                                "stage")
+                    self.list_names[key] = var
+                    ctx.init_names.add(var)
+                    sub.nested = ctx.nested
+                    lines: list = []
+                    out = self.seq_body(body, sub, Tensor(t.var, t.ch, t.dims, t.fresh), lines, var, indent)
+                    ctx.env.update({k: v for k, v in sub.env.items() if k in ctx.env})
+                    ctx.real.update({k: v for k, v in sub.real.items() if k in ctx.env})
+                    if _has_computed_labels(body):
+                        init += [(indent, f"{var} = nn.Sequential()", None), *lines]
+                        return var, Tensor(t.var, out.ch, out.dims, out.fresh)
+                    init += [(indent, f"{var} = []", None), *lines]
+                    return f"nn.Sequential(*{var})", Tensor(t.var, out.ch, out.dims, out.fresh)
         raise Unsupported(f"{type(s).__name__} as a module of a chain")
 
     # ---- one layer -------------------------------------------------------------------------------
@@ -1191,7 +1483,12 @@ class Layout:
             try:
                 converted = spec.kind(value_of(v))
             except ArgError as e:
-                raise Unsupported("an argument the op rejects") from e
+                # a branch no instance here takes (RegNetX's SE, `se_ratio` 0: 0 channels): a stand-in sample
+                # of 1; the text is checked independent of the number as for any other (two scales)
+                if not (self.untaken and isinstance(v, Sym) and type(v.value) is int and v.value <= 0):
+                    raise Unsupported("an argument the op rejects") from e
+                v = Sym(v.tree, 1)
+                converted = spec.kind(1)
             if not isinstance(v, Sym):
                 attrs[spec.name] = converted
             elif isinstance(converted, tuple) and not isinstance(v.value, tuple) and all(
@@ -1268,6 +1565,56 @@ def ctx_claim(names: set, base: str) -> str:
         name = f"{base}_{i}"
     names.add(name)
     return name
+
+
+def _computed_label(s) -> bool:
+    """`"block{s}-{i}": layer` (a layer, not inline)."""
+    return isinstance(s, ast.Labeled) and isinstance(s.label, ast.Template) and (
+        isinstance(s.item, ast.Group) or isinstance(s.item, ast.Call) and not s.item.inline)
+
+
+def _has_computed_labels(stmts) -> bool:
+    """Whether a chain names some of its modules by computed labels (through `if`s and `for`s)."""
+    for s in stmts:
+        match s:
+            case ast.Labeled() if _computed_label(s):
+                return True
+            case ast.If(then=then, orelse=orelse):
+                if _has_computed_labels(then) or _has_computed_labels(orelse):
+                    return True
+            case ast.For(body=body):
+                if _has_computed_labels(body):
+                    return True
+    return False
+
+
+def _merges_input(stmts) -> bool:
+    """Whether a merge among the statements reads the block's input by name (`mul(in, gate)`)."""
+    for s in stmts:
+        match s:
+            case ast.Call(args=args) if s.name in REGISTRY and REGISTRY[s.name].merges:
+                if any(isinstance(a.value, ast.InTensor) for a in args):
+                    return True
+            case ast.If(then=then, orelse=orelse):
+                if _merges_input(then) or _merges_input(orelse):
+                    return True
+    return False
+
+
+def _names_read(text: str) -> set:
+    """The Python names one generated line reads (`if c > 1:` reads `c`)."""
+    text = text.strip()
+    for head in ("if ", "elif ", "for ", "while "):
+        if text.startswith(head):
+            text = text[len(head):]
+    text = text.removesuffix(":")
+    if text in ("else", ""):
+        return set()
+    try:
+        tree = pyast.parse(text)
+    except SyntaxError:
+        raise Unsupported(f"the line `{text}`") from None
+    return {n.id for n in pyast.walk(tree) if isinstance(n, pyast.Name)}
 
 
 def _flat(target):

@@ -19,7 +19,8 @@ from ..ops import ArgError, OpError
 from .torch_values import Sym, Unsupported, fold, sample
 
 SCALES = (3, 5)  # the two samples of every symbolic number a lowering sees: same text, or not translated
-FUNCTION_NAMES = frozenset({"int", "float", "abs", "min", "max", "len", "sum", "round", "range", "make_divisible"})
+FUNCTION_NAMES = frozenset({"int", "float", "abs", "min", "max", "len", "sum", "round", "range", "make_divisible",
+                            "math", "enumerate", "zip"})
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Tensor:
     ch: object  # channels (or features): a constant or a Sym
     dims: tuple  # spatial sizes: ints, or Unknown
     fresh: bool  # nothing else reads it: the next op may overwrite it (the IR's `writable`)
+    fresh_if: object = None  # a condition (Sym) where the freshness depends on the class's arguments
 
 
 

@@ -153,7 +153,8 @@ def _helper(text: str):
 
 
 FUNCTIONS = {"int": int, "float": float, "abs": abs, "min": min, "max": max, "len": len, "sum": sum, "round": round,
-             "make_divisible": _helper(MAKE_DIVISIBLE)}
+             "make_divisible": _helper(MAKE_DIVISIBLE), "ceil": math.ceil, "floor": math.floor}
+MATH_FUNCTIONS = frozenset({"ceil", "floor"})  # written `math.ceil(...)`: the generated file imports math
 
 
 def call(name: str, args: list):
@@ -170,7 +171,10 @@ def call(name: str, args: list):
         raise Unsupported(f"`{name}`") from e
     if not any(isinstance(a, Sym) for a in args):
         return result
-    return Sym(pyast.Call(pyast.Name(name, pyast.Load()), [tree_of(a) for a in args], []), result)
+    func = pyast.Name(name, pyast.Load())
+    if name in MATH_FUNCTIONS:
+        func = pyast.Attribute(pyast.Name("math", pyast.Load()), name, pyast.Load())
+    return Sym(pyast.Call(func, [tree_of(a) for a in args], []), result)
 
 
 # ---- numbers that print as code, for the operator registry's lowering ------------------------------------
@@ -376,6 +380,12 @@ def evaluate_tree(tree: pyast.expr, env: dict):
             return evaluate_tree(body if evaluate_tree(test, env) else orelse, env)
         case pyast.Call(func=pyast.Name(id=name), args=args) if name in FUNCTIONS:
             return FUNCTIONS[name](*(evaluate_tree(a, env) for a in args))
+        case pyast.Call(func=pyast.Attribute(value=pyast.Name(id="math"), attr=name), args=args) if (
+                name in MATH_FUNCTIONS):
+            return FUNCTIONS[name](*(evaluate_tree(a, env) for a in args))
+        case pyast.Subscript(value=target, slice=pyast.Slice(lower=lower, upper=upper, step=None)):
+            bounds = (None if b is None else evaluate_tree(b, env) for b in (lower, upper))
+            return evaluate_tree(target, env)[slice(*bounds)]
         case pyast.Subscript(value=target, slice=index):
             return evaluate_tree(target, env)[evaluate_tree(index, env)]
     raise Unsupported(f"cannot evaluate {pyast.unparse(tree)}")

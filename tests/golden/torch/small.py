@@ -12,81 +12,52 @@ from torch import nn
 class Unit(nn.Module):
     """conv, batch norm, ReLU."""
 
-    def __init__(self) -> None:
+    def __init__(self, in_channels, c, stride=1) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(3, 16, kernel_size=3, stride=2, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(16)
+        self.conv = nn.Conv2d(in_channels, c, kernel_size=3, stride=stride, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(c)
 
     def forward(self, x):
-        x = self.conv(x)             # N x 16 x 16 x 16
-        x = self.bn(x)               # N x 16 x 16 x 16
-        x = F.relu(x, inplace=True)  # N x 16 x 16 x 16
-        return x
-
-
-class Unit2(nn.Module):
-    """conv, batch norm, ReLU."""
-
-    def __init__(self, in_channels) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, 24, kernel_size=3, padding=1, bias=False)
-        self.bn = nn.BatchNorm2d(24)
-
-    def forward(self, x):
-        x = self.conv(x)             # N x 24 x 16 x 16
-        x = self.bn(x)               # N x 24 x 16 x 16
-        x = F.relu(x, inplace=True)  # N x 24 x 16 x 16
+        x = self.conv(x)             # N x C x 16 x 16
+        x = self.bn(x)               # N x C x 16 x 16
+        x = F.relu(x, inplace=True)  # N x C x 16 x 16
         return x
 
 
 class Res(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, in_channels, c) -> None:
         super().__init__()
-        self.a = Unit2(16)
-        self.b = nn.Conv2d(24, 24, kernel_size=3, padding=1)
-        self.add_module('2', nn.BatchNorm2d(24))
-        self.proj = nn.Conv2d(16, 24, kernel_size=1)
+        self.a = Unit(in_channels, c)
+        self.b = nn.Conv2d(c, c, kernel_size=3, padding=1)
+        self.add_module('2', nn.BatchNorm2d(c))
+        if in_channels != c:
+            self.proj = nn.Conv2d(in_channels, c, kernel_size=1)
+        else:
+            self.proj = None
 
     def forward(self, x):
-        a = self.a(x)                  # N x 24 x 16 x 16
-        out = self.b(a)                # N x 24 x 16 x 16
+        out = self.a(x)                # N x 24 x 16 x 16
+        out = self.b(out)              # N x 24 x 16 x 16
         out = getattr(self, '2')(out)  # N x 24 x 16 x 16
-        x = self.proj(x)               # N x 24 x 16 x 16
-        out += x                       # N x 24 x 16 x 16
-        out = F.relu(out)              # N x 24 x 16 x 16
-        return out
-
-
-class Res2(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.a = Unit2(24)
-        self.b = nn.Conv2d(24, 24, kernel_size=3, padding=1)
-        self.add_module('2', nn.BatchNorm2d(24))
-
-    def forward(self, x):
-        a = self.a(x)                  # N x 24 x 16 x 16
-        out = self.b(a)                # N x 24 x 16 x 16
-        out = getattr(self, '2')(out)  # N x 24 x 16 x 16
-        out += x                       # N x 24 x 16 x 16
+        identity = x
+        if self.proj is not None:
+            identity = self.proj(x)    # N x 24 x 16 x 16
+        out += identity                # N x 24 x 16 x 16
         out = F.relu(out)              # N x 24 x 16 x 16
         return out
 
 
 class Branches(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, in_channels) -> None:
         super().__init__()
         self.p = nn.MaxPool2d(kernel_size=3, stride=1, padding=1)
-        self.q = nn.Sequential(
-            nn.Conv2d(24, 8, kernel_size=1),  # N x 8 x 16 x 16
-            nn.ReLU(),                        # N x 8 x 16 x 16
-        )
+        self.q = nn.Sequential(nn.Conv2d(in_channels, 8, kernel_size=1), nn.ReLU())
 
     def forward(self, x):
-        out = self.p(x)               # N x 24 x 16 x 16
-        q = self.q(x)                 # N x 8 x 16 x 16
-        out = torch.cat([out, q], 1)  # N x 32 x 16 x 16
-        return out
+        p = self.p(x)             # N x 24 x 16 x 16
+        q = self.q(x)             # N x 8 x 16 x 16
+        x = torch.cat([p, q], 1)  # N x 32 x 16 x 16
+        return x
 
 
 class Small(nn.Module):
@@ -100,23 +71,16 @@ class Small(nn.Module):
 
     def __init__(self, *, num_classes=10) -> None:
         super().__init__()
-        if (num_classes,) != (10,):
-            raise ValueError('this module was generated for (num_classes,) = (10,);'
-                             ' for other values regenerate it: graphdsl compile -D name=value')
-        self.stem = Unit()
-        self.body = nn.Sequential(
-            Res(),                         # N x 24 x 16 x 16
-            Res2(),                        # N x 24 x 16 x 16
-            Res2(),                        # N x 24 x 16 x 16
-        )
-        self.branches = Branches()
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d((1, 1)),  # N x 32 x 1 x 1
-            nn.Flatten(),                  # N x 32
-            nn.Linear(32, 5),              # N x 5
-        )
+        self.stem = Unit(3, 16, stride=2)
+        body = []
+        body.append(Res(16, 24))
+        for _ in range(2):
+            body.append(Res(24, 24))
+        self.body = nn.Sequential(*body)
+        self.branches = Branches(24)
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(), nn.Linear(32, 5))
         self.pool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(32, 10)
+        self.fc = nn.Linear(32, num_classes)
 
     def forward(self, x):
         x = self.stem(x)                                 # N x 16 x 16 x 16

@@ -565,19 +565,27 @@ class Layout:
     def assign(self, ctx: Ctx, var: str) -> None:
         ctx.versions[var] = ctx.versions.get(var, 0) + 1
 
+    def constructor_stmt(self, s, ctx: Ctx, t: Tensor, init: list, indent: int) -> bool:
+        """Statements that only touch `__init__` (a doc string, `let`, `assert`), the same in a class body
+        and in a chain: written, and True; anything else False."""
+        match s:
+            case ast.Doc():
+                return True
+            case ast.Let(name=name, value=value):
+                self.let(name, value, ctx, t, init, indent)
+                return True
+            case ast.Assert(condition=cond, message=message):
+                self.assertion(cond, message, ctx, t, init, indent)
+                return True
+        return False
+
     def class_stmt(self, s, ctx: Ctx, t: Tensor, init: list, fwd: list, indent: int, dst: str | None) -> Tensor:
         if t is None and not isinstance(s, (ast.Doc, ast.Let, ast.Assert, ast.If)):
             raise Unsupported("a layer before `input`")
         target = dst or (t.var if t is not None else None)
+        if self.constructor_stmt(s, ctx, t, init, indent):
+            return t
         match s:
-            case ast.Doc():
-                return t
-            case ast.Let(name=name, value=value):
-                self.let(name, value, ctx, t, init, indent)
-                return t
-            case ast.Assert(condition=cond, message=message):
-                self.assertion(cond, message, ctx, t, init, indent)
-                return t
             case ast.Labeled(label=label, item=item):
                 if not isinstance(label, str):
                     raise Unsupported("a computed label")
@@ -1190,15 +1198,9 @@ class Layout:
         return t
 
     def seq_stmt(self, s, ctx: Ctx, t: Tensor, init: list, var: str, indent: int) -> Tensor:
+        if self.constructor_stmt(s, ctx, t, init, indent):
+            return t
         match s:
-            case ast.Doc():
-                return t
-            case ast.Let(name=name, value=value):
-                self.let(name, value, ctx, t, init, indent)
-                return t
-            case ast.Assert(condition=cond, message=message):
-                self.assertion(cond, message, ctx, t, init, indent)
-                return t
             case ast.Call(inline=True) if s.name in self.blocks:
                 return self.inline_call(s, ctx, t, init, var, indent)
             case ast.Call() | ast.Group():

@@ -330,10 +330,15 @@ def did_close(ls: GraphdslServer, params: types.DidCloseTextDocumentParams) -> N
         ls.send_diagnostics(key)
 
 
+async def _analysed(ls: GraphdslServer, uri: str):
+    """(the open document, its current analysis); (None, None) for a document not open."""
+    doc = _doc(ls, uri)
+    return doc, (await ls.current(doc) if doc is not None else None)
+
+
 @server.feature(types.TEXT_DOCUMENT_HOVER)
 async def hover(ls: GraphdslServer, params: types.HoverParams) -> types.Hover | None:
-    doc = _doc(ls, params.text_document.uri)
-    result = await ls.current(doc) if doc is not None else None
+    doc, result = await _analysed(ls, params.text_document.uri)
     if result is None:
         return None
     line, col = _point(doc, params.position, ls.encoding)
@@ -350,8 +355,7 @@ async def hover(ls: GraphdslServer, params: types.HoverParams) -> types.Hover | 
 
 @server.feature(types.TEXT_DOCUMENT_DEFINITION)
 async def definition(ls: GraphdslServer, params: types.DefinitionParams) -> types.Location | None:
-    doc = _doc(ls, params.text_document.uri)
-    result = await ls.current(doc) if doc is not None else None
+    doc, result = await _analysed(ls, params.text_document.uri)
     if result is None:
         return None
     line, col = _point(doc, params.position, ls.encoding)
@@ -384,8 +388,7 @@ async def completion(ls: GraphdslServer, params: types.CompletionParams) -> type
 
 @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
 async def document_symbol(ls: GraphdslServer, params: types.DocumentSymbolParams) -> list | None:
-    doc = _doc(ls, params.text_document.uri)
-    result = await ls.current(doc) if doc is not None else None
+    doc, result = await _analysed(ls, params.text_document.uri)
     if result is None or result.module is None:
         return None
     lines = source_lines(result.text)

@@ -41,7 +41,10 @@ class Layer:
 
 @dataclass
 class LayerGraph:
-    """A whole network: its layers in an order where inputs come first, and the layer it returns."""
+    """A whole network: its layers in an order where inputs come first, and the layer it returns (all
+    the layers it returns, in order, when there are several: Darknet's YOLO heads). Front ends that read
+    weights (ONNX initializers, Darknet `.weights`) put them in `weights`, keyed as the compiled spec's
+    state_dict is: `{layer.path}.weight`, `.bias`, `.running_mean`, ... (numpy arrays)."""
 
     name: str
     input_shape: tuple[int, ...]
@@ -50,6 +53,8 @@ class LayerGraph:
     source: str = ""  # what was imported, for the spec's doc string
     doc: str | None = None
     warnings: list = field(default_factory=list)  # what the spec leaves out, in words
+    outputs: tuple[str, ...] = ()  # every output when there are several (empty: just `output`)
+    weights: dict = field(default_factory=dict)  # state_dict key -> numpy array
     by_name: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):

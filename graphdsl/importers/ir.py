@@ -76,6 +76,11 @@ class ImportFailure(Exception):
         """The diagnostic and the sources it quotes. A `where` of the form `file.py:12` (the line of a
         model's forward() that made the layer) becomes a span on that line's code."""
         span, sources = self.span, {}
+        if span is not None:  # a text format's line: quote it
+            try:
+                sources[span.file] = Path(span.file).read_text(encoding="utf-8-sig", errors="replace")
+            except OSError:
+                pass
         match = re.fullmatch(r"(.+):(\d+)", self.where or "")
         if span is None and match:
             try:

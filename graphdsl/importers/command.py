@@ -190,16 +190,15 @@ def import_(source, kwargs, out, name, input_shape, weights, state_dict):
             what = "writing a state_dict" if is_file else "importing a PyTorch module"
             click.echo(f"error: {what} needs torch\nhelp: pip install -e '.[torch]'", err=True)
             sys.exit(1)
-    net_name = name or (_file_name(source) if is_file else default_name(source))
-    path = Path(out) if out not in (None, "-") else Path(f"{net_name}.cnn")
     try:
         if is_file:
             if not Path(source).is_file():
                 raise ImportFailure(f"cannot read `{source}`: no such file", "check the path")
-            graph = file_graph(Path(source), net_name, input_shape or None,
+            # the file's own name for its network (a prototxt's `name:`) unless --name says otherwise
+            graph = file_graph(Path(source), name, input_shape or None,
                                Path(weights) if weights is not None else None)
         else:
-            graph = torch_graph(source, kwargs, net_name, input_shape or TORCH_INPUT)
+            graph = torch_graph(source, kwargs, name or default_name(source), input_shape or TORCH_INPUT)
         from ..printer import print_module
         from . import lift
 
@@ -218,6 +217,7 @@ def import_(source, kwargs, out, name, input_shape, weights, state_dict):
         click.echo(f"error: the imported spec does not check (a bug of the importer; please report it):\n"
                    f"{shown_lines(e.render())}", err=True)
         sys.exit(1)
+    path = Path(out) if out not in (None, "-") else Path(f"{_file_name(net.name)}.cnn")
     weights_data = None
     if state_dict is not None:
         if not graph.weights:
@@ -246,7 +246,6 @@ def import_(source, kwargs, out, name, input_shape, weights, state_dict):
                    "with strict=True)")
 
 
-def _file_name(source: str) -> str:
-    """The network's name from a file: `models/yolov3-tiny.cfg` -> `yolov3_tiny`."""
-    name = re.sub(r"[^A-Za-z0-9_]", "_", Path(source).stem) or "imported"
-    return name if re.match(r"[A-Za-z_]", name) else f"net_{name}"
+def _file_name(name: str) -> str:
+    """The spec's file name for a network name: letters, digits and `_` only."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name) or "imported"

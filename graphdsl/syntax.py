@@ -33,7 +33,7 @@ TOKEN_NAMES = {
     "SHAPE": "a shape like `3x224x224`", "COMPARE": "a comparison", "ADD_OP": "`+` or `-`",
     "MUL_OP": "`*`, `/`, `//` or `%`", "LPAR": "`(`", "RPAR": "`)`", "LBRACE": "`{`",
     "RBRACE": "`}`", "LSQB": "`[`", "RSQB": "`]`", "COMMA": "`,`", "COLON": "`:`",
-    "EQUAL": "`=`", "DOT": "`.`", "STAR": "`*`", "MINUS": "`-`", "_SEP": "`,`", "$END": "end of file",
+    "EQUAL": "`=`", "DOT": "`.`", "STAR": "`*`", "MINUS": "`-`", "SEMICOLON": "`;`", "$END": "end of file",
     "INDEX": "`[`", "CALL": "`(` right after a name", "IN": "`in`",
 }
 # Words of the language: they cannot name a layer, a tensor or a value.

@@ -39,6 +39,14 @@ def test_separators_are_optional():
     assert nodes(a) == nodes(b) == nodes(c) == ["0", "1"]
 
 
+def test_a_separator_after_a_repeat():
+    """`[relu * 2, relu]`: a `,` after a repeat's count separates statements, as after any other item (the
+    count is an expression, and `,` there once read as the comma of an argument list)."""
+    inline = load("input 3x8x8\nstage: [conv(4, 3) * 2, relu]; conv(4, 1) * 2; relu")
+    lines = load("input 3x8x8\nstage: [\n conv(4, 3) * 2\n relu\n]\nconv(4, 1) * 2\nrelu")
+    assert nodes(inline) == nodes(lines) and len(nodes(inline)) == 6
+
+
 def test_doc_strings_and_comments():
     net = graphdsl.load(text='"""file"""\nnetwork n { """the doc"""  # comment\n input 3x8x8 relu }')
     assert net.doc == "the doc"

@@ -1,12 +1,13 @@
 """Property: any network built from residual blocks (with and without projection shortcuts), Fire-style
-concats, squeeze-excitation gates and plain conv stacks imports to a spec that keeps every module name
+concats, squeeze-excitation gates, ShuffleNet units (chunk, channel shuffle) and plain conv stacks
+imports to a spec that keeps every module name
 (its state_dict loads with strict=True), computes the same outputs, and writes each kind of module
 once as a block."""
 
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
@@ -60,12 +61,37 @@ class Gate(nn.Module):
         return g * x
 
 
+class Shuffle(nn.Module):
+    """ShuffleNetV2's unit: split the channels in halves (or two branches where the shape changes),
+    concat, channel shuffle by view/transpose/view."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        half = cout // 2
+        self.split = stride == 1 and cin == cout
+        if not self.split:
+            self.branch1 = nn.Sequential(nn.Conv2d(cin, cin, 3, stride, 1, groups=cin, bias=False),
+                                         nn.BatchNorm2d(cin), nn.Conv2d(cin, half, 1, bias=False), nn.ReLU())
+        self.branch2 = nn.Sequential(nn.Conv2d(half if self.split else cin, half, 1), nn.ReLU(),
+                                     nn.Conv2d(half, half, 3, stride, 1, groups=half))
+
+    def forward(self, x):
+        if self.split:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        n, c, h, w = out.size()
+        out = out.view(n, 2, c // 2, h, w)
+        return torch.transpose(out, 1, 2).contiguous().view(n, c, h, w)
+
+
 class Plain(nn.Sequential):
     def __init__(self, cin, cout, stride):
         super().__init__(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6())
 
 
-KINDS = {"residual": Residual, "fire": Fire, "gate": Gate, "plain": Plain}
+KINDS = {"residual": Residual, "fire": Fire, "gate": Gate, "plain": Plain, "shuffle": Shuffle}
 
 
 class Net(nn.Module):
@@ -95,6 +121,8 @@ stage = st.tuples(st.sampled_from(sorted(KINDS)), st.sampled_from([4, 6, 8]), st
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(stages=st.lists(stage, min_size=1, max_size=3), classes=st.integers(2, 5), seed=st.integers(0, 2**16))
+@example(stages=[("shuffle", 8, 2, 2), ("shuffle", 6, 2, 1)], classes=3, seed=1)  # both kinds of unit
+@example(stages=[("fire", 6, 1, 1), ("residual", 4, 2, 1)], classes=2, seed=0)  # `shortcut if in.channels != 4`
 def test_imported_network_keeps_names_and_outputs(stages, classes, seed):
     torch.manual_seed(seed)
     ref = Net(stages, classes).eval()

@@ -54,6 +54,7 @@ class LayerGraph:
     doc: str | None = None
     warnings: list = field(default_factory=list)  # what the spec leaves out, in words
     outputs: tuple[str, ...] = ()  # every output when there are several (empty: just `output`)
+    training_outputs: tuple[str, ...] = ()  # those of `outputs` returned in training only, listed last
     weights: dict = field(default_factory=dict)  # state_dict key -> numpy array
     by_name: dict = field(default_factory=dict, repr=False)
 

@@ -8,7 +8,8 @@
 3. The modules of one class whose statements agree up to constants (and up to the parts present in
    some of them only: a `downsample` shortcut, the skip of an inverted residual) become one block. A
    constant that differs between them becomes a parameter (or an expression of one: `p * 4`,
-   `p // 2`), with the most common value as its default; a part present in some only becomes
+   `p // 2`; or of the channels flowing in, `let c = in.channels` and `c * 4`), with the most common
+   value as its default; a part present in some only becomes
    `shortcut if COND` / `residual if COND`, COND found among comparisons of the parameters and
    `in.channels` (a boolean parameter where none fits).
 4. Identical consecutive block calls of a numbered container become `block(...) * n`.
@@ -41,12 +42,15 @@ from .structure import (
     TLeaf,
     TLoop,
     TMerge,
+    TOutput,
     TResidual,
+    TSplit,
     module_tree,
 )
 
 S = Span("<import>", 1, 1, 1, 1)
 MISSING = object()
+IN_CHANNELS = "c"  # `let c = in.channels` in a block whose widths follow its input's (no parameter is named so)
 
 
 # ---- flattening a module's statements into a structure key and constants ---------------------------------
@@ -91,9 +95,12 @@ class Flat:
             self.key.append(("bind", it.name))
             self.one(it.item, sc)
             return
-        if isinstance(it, (TFrom, TMerge)):
+        if isinstance(it, (TFrom, TMerge, TOutput)):
             self.key.append((type(it).__name__, getattr(it, "op", None), str(getattr(it, "ref", None)),
                              tuple(getattr(it, "refs", ()))))
+            return
+        if isinstance(it, TSplit):
+            self.key.append(("split", tuple(it.names), it.op, tuple(it.args)))
             return
         pos = (sc, self.k)
         self.k += 1
@@ -209,6 +216,10 @@ class Blocks:
             if uniform:
                 exprs[pos] = const(present[0])
                 continue
+            channels = _of_channels(vec, [m.in_channels for m in members])
+            if channels is not None:  # the channels flowing in (a depthwise conv's groups), or a multiple
+                exprs[pos] = channels
+                continue
             exprs[pos] = _relate(vec, params) or self._new_param(pos, vec, params, group)
         for p in params:
             counts = Counter(repr(v) for v in p.values if v is not MISSING)
@@ -233,8 +244,12 @@ class Blocks:
         """Each parameter after the argument it sets (`out`, `stride`); where several set the same
         argument, after the layer they set it in too (`branch2_out`, `conv1_out`)."""
         labels = _position_labels(group.representative.items)
+        for p in params:  # a parameter that sets a width anywhere is named after it: `out`
+            widths = [pos for pos, e in exprs.items() if pos[-1] == "out" and e == ast.Var(p.name, S)]
+            if widths and p.arg != "out":
+                p.arg, p.pos = "out", widths[0]
         by_arg = Counter(p.arg for p in params)
-        taken: set[str] = set()
+        taken: set[str] = {IN_CHANNELS}
         rename = {}
         for p in params:
             candidates = [p.arg] if by_arg[p.arg] == 1 else []
@@ -278,7 +293,11 @@ class Blocks:
         atoms = []
         channel_exprs = []
         for pos, e in group.exprs.items():
-            if pos[-1] == "out" and not isinstance(e, ast.Const) and e not in channel_exprs:
+            if pos[-1] == "out" and not isinstance(e, ast.Const) and not _mentions(e, IN_CHANNELS) and \
+                    e not in channel_exprs:
+                channel_exprs.append(e)
+        for pos, e in group.exprs.items():  # then the fixed widths: `shortcut if in.channels != 64`
+            if pos[-1] == "out" and isinstance(e, ast.Const) and type(e.value) is int and e not in channel_exprs:
                 channel_exprs.append(e)
         for e in channel_exprs:
             vals = [_eval(e, m.args) for m in members]
@@ -312,7 +331,7 @@ class Blocks:
                 full[i] = t
         else:
             full = list(target)
-        pname = self.fresh_param(group, name)
+        pname = self.fresh_param(group, f"has_{name}")  # `shortcut` is a word of the language
         default = Counter(full).most_common(1)[0][0]
         group.params.append(Param(pname, full, default))
         for m, v in zip(group.members, full):
@@ -396,6 +415,27 @@ def _relate(vec, params) -> ast.Expr | None:
     return None
 
 
+def _of_channels(vec, channels) -> ast.Expr | None:
+    """`c`, `c * k` or `c // k` (c the block's `in.channels`) where that gives the varying `vec`."""
+    if MISSING in vec or None in channels or len(set(vec)) < 2 or not all(type(v) is int for v in vec):
+        return None
+    c = ast.Var(IN_CHANNELS, S)
+    if vec == channels:
+        return c
+    for k in range(2, 17):
+        if vec == [x * k for x in channels]:
+            return ast.BinOp("*", c, const(k), S)
+        if vec == [x // k for x in channels]:
+            return ast.BinOp("//", c, const(k), S)
+    return None
+
+
+def _mentions(e, name: str) -> bool:
+    if isinstance(e, ast.Var):
+        return e.name == name
+    return isinstance(e, ast.BinOp) and (_mentions(e.left, name) or _mentions(e.right, name))
+
+
 def _eval(e, args):
     if isinstance(e, ast.Const):
         return e.value
@@ -459,6 +499,11 @@ class Emitter:
         if isinstance(it, TBind):
             (call,) = self.one(it.item, sc)
             return [ast.Bind(it.name, call, S, S)]
+        if isinstance(it, TOutput):
+            return [ast.Output(tuple((r, S) for r in it.refs), S, tuple((r, S) for r in it.training))]
+        if isinstance(it, TSplit):
+            call = ast.Call(it.op, tuple(ast.Arg(None, const(a), S) for a in it.args), S, S)
+            return [ast.Split(tuple((n, S) for n in it.names), call, S)]
         if isinstance(it, TMerge):
             refs = [ast.InTensor(S) if r == "in" else ast.Var(r, S) for r in it.refs]
             return [ast.Call(it.op, tuple(ast.Arg(None, r, S) for r in refs), S, S)]
@@ -612,8 +657,11 @@ def running_concats(graph: LayerGraph) -> LayerGraph:
         layers.append(layer)
     if not changed:
         return graph
-    output = alias.get(graph.output, graph.output)
-    return LayerGraph(graph.name, graph.input_shape, layers, output, graph.source, graph.doc, graph.warnings)
+    rebuilt = dataclasses.replace(graph, layers=layers, output=alias.get(graph.output, graph.output),
+                                  outputs=tuple(alias.get(o, o) for o in graph.outputs))
+    if hasattr(graph, "training_outputs"):  # not a field (yet): fx.training_outputs
+        rebuilt.training_outputs = tuple(alias.get(o, o) for o in graph.training_outputs)
+    return rebuilt
 
 
 def _inside(layer, path: str) -> bool:
@@ -637,6 +685,8 @@ def lift(graph: LayerGraph, name: str | None = None) -> ast.Module:
     for group in blocks.groups.values():
         params = tuple(ast.Param(p.name, None if p.default is MISSING else const(p.default), S) for p in group.params)
         body = Emitter(group).body(group.representative.items)
+        if any(_mentions(e, IN_CHANNELS) for e in group.exprs.values()):
+            body = [ast.Let(IN_CHANNELS, ast.InAttr("channels", S), S), *body]
         doc = None
         if len(group.members) > 1:
             doc = textwrap.fill(f"`{group.kind}`, {len(group.members)} modules of the original: " +

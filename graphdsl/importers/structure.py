@@ -3,12 +3,16 @@
 The layers of a LayerGraph are put into the tree of modules that enclose them (`layer1` > `layer1.0` >
 conv1); each module's data flow becomes a list of statements: a chain; a two-way `add` as a residual
 (with a shortcut when both ways compute something); a `concat` of single modules as branches; any other
-merge by tensor names (`from`, `concat(a, b)`, `mul(gate, in)`, `name = layer` for an unnamed one). A
-plain nn.Sequential is a group, numbered like it; every other module an Instance (a block call).
+merge by tensor names (`from`, `concat(a, b)`, `mul(gate, in)`, `name = layer` for an unnamed one);
+branches that start from the parts of a `chunk` as `(x1, x2) = chunk(2)` and `from x2`. A network with
+several outputs (YOLO's heads, auxiliary classifiers) runs to the last; the others are side branches
+(`aux1 = inception_aux(...)`, or statements and `from`), listed in `output a, b, training: c`. A plain
+nn.Sequential is a group, numbered like it; every other module an Instance (a block call).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -103,6 +107,26 @@ class TBind:
 class TMerge:
     op: str
     refs: list  # labels, or "in"
+
+
+@dataclass
+class TOutput:
+    """The network's outputs when there are several (`output a, b, training: c`): the names of the
+    tensors returned always, and of those returned in training mode only."""
+
+    refs: list
+    training: list = field(default_factory=list)
+
+
+@dataclass
+class TSplit:
+    """`(x1, x2) = chunk(2)` / `split(16, 48)`: named parts of the current tensor's channels, in order
+    (the flow stays put)."""
+
+    names: list
+    starts: list  # the first channel of each part
+    op: str
+    args: list
 
 
 @dataclass
@@ -204,6 +228,7 @@ class Lifter:
             for i in layer.inputs:
                 self.consumers.setdefault(i, []).append(layer.name)
         self.path_uses = Counter(layer.path for layer in graph.layers if layer.path is not None)
+        self.outputs = tuple(graph.outputs) or (graph.output,)
         self.instances: list[Instance] = []  # post-order: children first
 
     # -- a module's data flow as statements
@@ -217,11 +242,13 @@ class Lifter:
                 if i not in node.members and i not in ins:
                     ins.append(i)
             users = self.consumers.get(layer.name, [])
-            if layer.name == self.graph.output or any(u not in node.members for u in users):
+            if layer.name in self.outputs or any(u not in node.members for u in users):
                 outs.append(layer.name)
         where = f"module `{node.path}` ({node.kind})" if node.path else "the network"
         if len(ins) != 1:
             raise ImportFailure(f"{where} takes {len(ins)} tensors", "graphdsl blocks take one tensor in")
+        if node.path == "" and len(self.outputs) > 1:  # the network's several outputs (YOLO's heads)
+            return ins[0], outs[-1]
         if len(outs) != 1:
             raise ImportFailure(f"{where} gives {len(outs)} tensors out", "graphdsl blocks give one tensor out")
         return ins[0], outs[0]
@@ -265,12 +292,60 @@ class Lifter:
         def order(p):
             return -1 if p == "in" else p
 
+        # several outputs (the network only): the flow runs to the last; the others are side branches,
+        # each written after the last tensor of the main flow every path to it passes, then `from` it
+        ends = sorted({owner[o] for o in self.outputs}) if node.path == "" and len(self.outputs) > 1 else []
+        main = set()
+        todo = [owner[out]]
+        while todo:
+            k = todo.pop()
+            if k != "in" and k not in main:
+                main.add(k)
+                todo.extend(preds[k])
+        sides: dict = {}  # item of the main flow -> the outputs branching off it
+        for e in ends:
+            if e not in main:
+                sides.setdefault(max(dom[e] & (main | {"in"}), key=order), []).append(e)
+        named: dict = {}  # item -> the name of its tensor, for those that need one
+        taken = ({self.label(node, c) for c in items} | set(NAME_RESERVED)) if ends else set()
+
+        def after(k, stmt) -> list:
+            """Item k's statement, named if an output or side branches need its tensor, then the side
+            branches off it."""
+            out_stmts = [stmt] if k != "in" else []
+            if k == "in":
+                named[k] = "in"
+            elif k in ends or k in sides:
+                label = getattr(stmt, "label", None)
+                if label is None and isinstance(stmt, (TLeaf, TMerge)):  # unnamed: `relu1 = relu`, from it
+                    op = stmt.layer.op if isinstance(stmt, TLeaf) else stmt.op
+                    n = 1
+                    while f"{op}{n}" in taken:
+                        n += 1
+                    label = f"{op}{n}"
+                    taken.add(label)
+                    out_stmts = [TBind(label, stmt), TFrom(label)]
+                elif not isinstance(label, str):
+                    raise ImportFailure(f"{where}: an output or a branch to one that starts at a tensor with no "
+                                        "name (a residual or a merge) is not supported yet",
+                                        where=self._where(items[k]))
+                named[k] = label
+            for e in sides.get(k, []):
+                side = chain(k, e)
+                if len(side) == 1 and isinstance(side[0], (TLeaf, TCall, TGroup)) and side[0].label:
+                    # one module: `aux1 = inception_aux(...)`, a side branch the flow does not follow
+                    only = side[0]
+                    out_stmts.append(TBind(only.label, dataclasses.replace(only, label=None)))
+                else:
+                    out_stmts += side + [TFrom(named.get(k, "in"))]
+            return out_stmts
+
         def chain(start, end) -> list:
             if start == end:
                 return []
             ps = preds[end]
             if len(ps) == 1:
-                return chain(start, ps[0]) + [self.item(node, end, items[end], emitted)]
+                return chain(start, ps[0]) + after(end, self.item(node, end, items[end], emitted))
             fork = max(set.intersection(*(dom[p] for p in ps)), key=order)
             head = chain(start, fork)
             branches = [chain(fork, p) for p in ps]
@@ -286,22 +361,32 @@ class Lifter:
                 body, short = branches
                 if not body:
                     body, short = short, []
-                return head + [TResidual(body, short or None)]
+                return head + after(end, TResidual(body, short or None))
             if layer.op == "concat" and all(len(b) <= 1 for b in branches):
-                return head + [TBranches(layer.op, [b[0] if b else TGroup(None, []) for b in branches])]
+                return head + after(end, TBranches(layer.op, [b[0] if b else TGroup(None, []) for b in branches]))
             if fork != "in" and head and isinstance(head[-1], TLeaf) and head[-1].label is None:
                 # the fork is an unnamed layer (`F.relu(self.conv(x))`): name it, continue from it
                 name = self.fresh_name(head[-1].layer.op, branches)
                 head = head[:-1] + [TBind(name, head[-1]), TFrom(name)]
-                return head + self.named_merge(node, layer, name, items, branches, where)
-            return head + self.named_merge(node, layer, fork, items, branches, where)
+                fork = name
+            elif fork in named:
+                fork = named[fork]
+            merged = self.named_merge(node, layer, fork, items, branches, where)
+            return head + merged[:-1] + after(end, merged[-1])
 
-        result = chain("in", owner[out])
+        result = (after("in", None) if "in" in sides else []) + chain("in", owner[out])
+        if ends:
+            training = getattr(self.graph, "training_outputs", ())  # auxiliary heads (fx.training_outputs)
+            result.append(TOutput([named[owner[o]] for o in self.outputs if o not in training],
+                                  [named[owner[o]] for o in training]))
         if sorted(emitted) != list(range(len(items))):
             raise ImportFailure(f"{where}: its data flow is not a chain of residual and concatenated branches",
                                 "the importer writes chains, residual adds and concats; other graphs are "
                                 "not supported yet")
         return numbered_runs(result)
+
+    def _where(self, c):
+        return c.where if isinstance(c, Layer) else next(self._layers(c)).where
 
     def named_merge(self, node, layer, fork, items, branches, where) -> list:
         """A merge the sugar does not cover, with tensor names: the first branch from the current
@@ -318,9 +403,17 @@ class Lifter:
         refs = []
         started = False
         taken = {getattr(it, "label", None) for b in branches for it in b}
+        split = self.split(branches, taken)
+        if split is not None:  # `(x1, x2) = chunk(2)`: each branch from its part
+            flow.append(split)
+            branches = [[TFrom(split.names[split.starts.index(b[0].layer.args["start"])])] + b[1:]
+                        if b and self.is_part(b[0]) else b for b in branches]
         for b in branches:
             if not b:
                 refs.append(fork_ref)
+                continue
+            if len(b) == 1 and isinstance(b[0], TFrom):  # a part of the split itself
+                refs.append(b[0].ref)
                 continue
             if len(b) == 1 and isinstance(b[0], TLeaf) and b[0].label is None:
                 # one unnamed layer (`F.max_pool2d(x, 3)`): a side branch named `NAME = layer`, taken
@@ -333,7 +426,7 @@ class Lifter:
                 flow.insert(0, TBind(name, b[0]))
                 refs.append(name)
                 continue
-            if started:
+            if started and not isinstance(b[0], TFrom):
                 flow.append(TFrom(fork_ref))
             started = True
             if isinstance(b[-1], TBranches) and b[-1].op == "concat":
@@ -365,8 +458,38 @@ class Lifter:
                 taken.add(name)
                 b = b[:-1] + [TBind(name, b[-1])]
             flow.extend(b)
-            refs.append(b[-1].name if isinstance(b[-1], TBind) else name_of(b[-1]))
+            last = b[-1]  # a TFrom: the branch ends at a tensor named for an output
+            refs.append(last.name if isinstance(last, TBind) else
+                        last.ref if isinstance(last, TFrom) else name_of(last))
         return flow + [TMerge(layer.op, refs)]
+
+    @staticmethod
+    def is_part(it) -> bool:
+        return isinstance(it, TLeaf) and it.label is None and it.layer.op == "channels"
+
+    def split(self, branches, taken: set):
+        """The parts of one tensor's channels that start branches (`x.chunk(2, dim=1)`), when together
+        they are all its channels in order: a TSplit naming them x1, x2, ... (or None)."""
+        parts = [b[0].layer for b in branches if b and self.is_part(b[0])]
+        if len(parts) < 2 or len({p.inputs[0] for p in parts}) != 1:
+            return None
+        source = parts[0].inputs[0]
+        shape = self.graph.input_shape if source == INPUT else self.graph.layer(source).shape
+        bounds = sorted((p.args["start"], p.args["stop"]) for p in parts)
+        if shape is None or bounds[0][0] != 0 or bounds[-1][1] != shape[0] or \
+                any(a[1] != b[0] for a, b in zip(bounds, bounds[1:])):
+            return None
+        names = []
+        for _ in bounds:
+            n = len(names) + 1
+            while f"x{n}" in taken:
+                n += 1
+            names.append(f"x{n}")
+            taken.add(f"x{n}")
+        sizes = [b - a for a, b in bounds]
+        equal = len(set(sizes)) == 1
+        return TSplit(names, [a for a, _ in bounds], "chunk" if equal else "split",
+                      [len(sizes)] if equal else sizes)
 
     @staticmethod
     def fresh_name(op: str, branches) -> str:

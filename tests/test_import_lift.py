@@ -1,0 +1,119 @@
+"""Lifting of LayerGraphs the torch.fx front end does not make: several network outputs (Darknet's YOLO
+heads) written as side branches and `output a, b`. Built by hand, so no torch is needed for the spec."""
+
+from __future__ import annotations
+
+import pytest
+
+import graphdsl
+from graphdsl.importers.ir import INPUT, ImportFailure, Layer, LayerGraph
+from graphdsl.importers.lift import lift, running_concats
+from graphdsl.printer import print_module
+
+
+def _conv(out, kernel, stride=1, pad=0):
+    return {"out": out, "kernel": kernel, "stride": stride, "pad": pad, "dilation": 1, "groups": 1, "bias": True}
+
+
+def two_heads(fork: str = "c2", long: bool = False) -> LayerGraph:
+    """A YOLO-like net: head h1 off `fork` (after a conv `hx` if `long`); the flow goes on from c2 to a
+    coarser map, is upsampled, concatenated with c2 and ends in head h2."""
+    h1_shape = (18, 16, 16) if fork == "c2" else (18, 32, 32)
+    if long:
+        hx = Layer("hx", "conv", _conv(h1_shape[0], 1), (fork,), "hx", shape=h1_shape, holds_weights=True)
+        fork = "hx"
+    layers = [
+        Layer("c1", "conv", _conv(8, 3, pad=1), (INPUT,), "c1", shape=(8, 32, 32), holds_weights=True),
+        Layer("r1", "relu", {"inplace": False}, ("c1",), None, shape=(8, 32, 32)),
+        Layer("c2", "conv", _conv(16, 3, 2, 1), ("r1",), "c2", shape=(16, 16, 16), holds_weights=True),
+        Layer("h1", "conv", _conv(18, 1), (fork,), "h1", shape=h1_shape, holds_weights=True),
+        Layer("c3", "conv", _conv(32, 3, 2, 1), ("c2",), "c3", shape=(32, 8, 8), holds_weights=True),
+        Layer("up", "upsample", {"scale": 2}, ("c3",), None, shape=(32, 16, 16)),
+        Layer("cat", "concat", {}, ("up", "c2"), None, shape=(48, 16, 16)),
+        Layer("h2", "conv", _conv(18, 1), ("cat",), "h2", shape=(18, 16, 16), holds_weights=True),
+    ]
+    if long:
+        layers.insert(3, hx)
+    return LayerGraph("two_heads", (3, 32, 32), layers, "h2", outputs=("h1", "h2"))
+
+
+def _params(graph: LayerGraph) -> int:
+    shapes = {layer.name: layer.shape for layer in graph.layers} | {INPUT: graph.input_shape}
+    total = 0
+    for layer in graph.layers:
+        if layer.op == "conv":
+            cin = shapes[layer.inputs[0]][0]
+            total += layer.args["out"] * cin * layer.args["kernel"] ** 2 + layer.args["out"]
+    return total
+
+
+@pytest.mark.parametrize("fork, long, side", [
+    ("c2", False, "c2: conv(16, 3, stride=2, pad=1)\n    h1 = conv(18, 1)\n    c3:"),  # one module: `name = item`
+    ("c2", True, "c2: conv(16, 3, stride=2, pad=1)\n    hx: conv(18, 1)\n    h1: conv(18, 1)\n    from c2\n"),
+    ("r1", False, "relu1 = relu\n    from relu1\n    h1 = conv(18, 1)\n    c2:"),  # an unnamed fork gets a name
+    ("r1", True, "relu1 = relu\n    from relu1\n    hx: conv(18, 1)\n    h1: conv(18, 1)\n    from relu1\n"),
+    (INPUT, False, "input 3x32x32\n    h1 = conv(18, 1)\n    c1:"),
+    (INPUT, True, "input 3x32x32\n    hx: conv(18, 1)\n    h1: conv(18, 1)\n    from in\n"),
+])
+def test_several_outputs_are_side_branches_and_an_output_statement(fork, long, side):
+    graph = two_heads(fork, long)
+    text = print_module(lift(graph))
+    assert side in text, text
+    assert text.rstrip().endswith("output h1, h2\n}"), text
+    net = graphdsl.load(text=text)
+    assert net.output_shapes == {"h1": graph.layer("h1").shape, "h2": (18, 16, 16)}
+    assert net.params == _params(graph)
+
+
+def test_outputs_in_the_graphs_order_and_an_intermediate_output():
+    # c2 is an output and feeds the rest: it is named, no side branch; the order is the graph's
+    graph = two_heads()
+    graph.outputs = ("h2", "c2", "h1")
+    text = print_module(lift(graph))
+    assert "output h2, c2, h1" in text, text
+    net = graphdsl.load(text=text)
+    assert list(net.output_shapes) == ["h2", "c2", "h1"]
+    assert net.output_shapes["c2"] == (16, 16, 16)
+
+
+def test_compiled_network_returns_every_output():
+    torch = pytest.importorskip("torch")
+    net = graphdsl.load(text=print_module(lift(two_heads())))
+    module = net.to_torch().eval()
+    assert set(module.state_dict()) == {f"{n}.{w}" for n in ("c1", "c2", "h1", "c3", "h2") for w in ("weight", "bias")}
+    with torch.no_grad():
+        h1, h2 = module(torch.randn(2, 3, 32, 32))
+    assert h1.shape == (2, 18, 16, 16) and h2.shape == (2, 18, 16, 16)
+
+
+def test_an_unnamed_output_inside_a_merge_branch_gets_a_name():
+    graph = two_heads()
+    graph.outputs = ("h1", "h2", "up")
+    text = print_module(lift(graph))
+    assert "upsample1 = upsample(scale=2)\n    from upsample1\n    concat(upsample1, c2)" in text, text
+    assert "output h1, h2, upsample1" in text, text
+    assert graphdsl.load(text=text).output_shapes["upsample1"] == (32, 16, 16)
+
+
+def test_running_concats_keeps_outputs_and_weights():
+    graph = two_heads()
+    graph.layers.insert(6, Layer("one", "concat", {}, ("up",), None, shape=(32, 16, 16)))
+    graph.layers[7] = Layer("cat", "concat", {}, ("one", "c2"), None, shape=(48, 16, 16))
+    graph = LayerGraph(graph.name, graph.input_shape, graph.layers, "h2", outputs=("h1", "h2"),
+                       weights={"h1.bias": [0.0] * 18})
+    rebuilt = running_concats(graph)
+    assert rebuilt is not graph and "one" not in rebuilt.by_name
+    assert rebuilt.outputs == ("h1", "h2") and rebuilt.weights is graph.weights
+    assert rebuilt.layer("cat").inputs == ("up", "c2")
+
+
+def test_a_second_output_inside_a_module_that_gives_another_tensor_is_refused():
+    graph = two_heads()
+    from graphdsl.importers.ir import Scope
+
+    scope = (Scope("body", "Body"),)
+    for layer in graph.layers:
+        if layer.name in ("c3", "up", "cat", "h2", "h1"):
+            layer.scopes = scope
+    with pytest.raises(ImportFailure, match="gives 2 tensors out"):
+        lift(graph)

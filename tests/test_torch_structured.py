@@ -9,7 +9,6 @@ submodules (`if self.downsample is not None:`) and the auxiliary heads.
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
 
 import pytest
@@ -23,12 +22,9 @@ from graphdsl.backends.torch_layout import Unsupported  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted(str(p.relative_to(ROOT)) for p in [*ROOT.glob("specs/*.cnn"), *ROOT.glob("specs/cifar/*.cnn"),
                                                   *ROOT.glob("specs/examples/*.cnn")])
-# the shipped specs written one class per block (the others use what the layout does not translate yet,
-# and keep one class per distinct structure; the test below names why)
-STRUCTURED = [s for s in SPECS if re.search(
-    r"/(resnet\d+|resnext|wide_resnet|googlenet|alexnet|mobilenet_v[23]|vgg|efficientnet_b\d|regnet_|mnasnet|cifar/"
-    r"|examples/(inception|resnet50|stacked))",
-    s)]
+# every shipped spec is written one class per block (a spec using what the layout does not translate keeps one
+# class per distinct structure: test_a_spec_the_layout_does_not_translate_says_why)
+STRUCTURED = SPECS
 
 
 def structured(net):
@@ -40,9 +36,11 @@ def shapes(module) -> dict:
 
 
 def small_batch(net):
-    """Two inputs of the network's channels, at most 64x64 (every network here pools adaptively)."""
+    """Two inputs of the network's channels, at most 64x64 (every network here pools adaptively), except
+    Inception v3 at its 299x299 (the auxiliary head's 5x5 pool and 5x5 valid conv need its 17x17 grid)."""
     c, *hw = net.input_shape
-    return torch.randn(2, c, *(min(d, 64) for d in hw))
+    side = 299 if net.graph.graph["name"].startswith("inception_v3") else 64
+    return torch.randn(2, c, *(min(d, side) for d in hw))
 
 
 def network_class(gen, **params):
@@ -91,18 +89,13 @@ def test_structured_specs_have_one_class_per_block(path, loaded):
     assert len(classes) == len(set(classes))
 
 
-def test_specs_that_keep_the_per_structure_layout_say_why(loaded):
-    reasons = {}
-    for path in SPECS:
-        if path in STRUCTURED:
-            continue
-        try:
-            structured(loaded(path))
-        except Unsupported as e:
-            reasons[path] = str(e)
-        else:
-            reasons[path] = None
-    assert [p for p, why in reasons.items() if not why] == [], "structured now: add them to STRUCTURED"
+def test_a_spec_the_layout_does_not_translate_says_why():
+    """A condition on `in.height` is not translated: Unsupported names it, and `generate` falls back to one
+    class per distinct structure."""
+    net = graphdsl.load(text="network n(c = 4) { input 3x8x8  conv(c, 1)  if in.height > 4 { relu } }")
+    with pytest.raises(Unsupported, match="in.height"):
+        structured(net)
+    assert "class N(nn.Module)" in generate(net).source
 
 
 @pytest.mark.parametrize("path, params", [
@@ -121,6 +114,22 @@ def test_specs_that_keep_the_per_structure_layout_say_why(loaded):
     ("specs/regnet_y_400mf.cnn", {"num_classes": 10, "stem_width": 24}),
     ("specs/regnet_x_400mf.cnn", {"se_ratio": 0.25, "num_classes": 10}),  # SE translated at a stand-in
     ("specs/mnasnet0_5.cnn", {"alpha": 0.75, "num_classes": 10}),
+    ("specs/squeezenet1_0.cnn", {"num_classes": 10}),
+    ("specs/squeezenet1_0.cnn", {"version": "1_1", "dropout": 0.2}),  # `from` and concat of named tensors
+    ("specs/densenet121.cnn", {"num_classes": 10, "growth_rate": 12, "block_config": (2, 3, 2)}),
+    ("specs/densenet169.cnn", {"num_init_features": 16, "bn_size": 2, "drop_rate": 0.2}),  # a loop of layers
+    ("specs/shufflenet_v2_x1_0.cnn", {"num_classes": 10, "stages_out_channels": (24, 48, 96, 192, 1024)}),
+    ("specs/shufflenet_v2_x0_5.cnn", {"stages_repeats": (1, 2, 1)}),  # chunk, `from`, stages in a loop
+    ("specs/efficientnet_v2_s.cnn", {"num_classes": 10, "stem": 16}),  # Fused-MBConv's add, in place or not
+    ("specs/efficientnet_v2_m.cnn", {"setting": (("fused", 1, 3, 1, 16, 2), ("fused", 4, 3, 2, 32, 1),
+                                                 ("mbconv", 4, 3, 2, 64, 2)), "dropout": 0.1}),
+    ("specs/convnext_tiny.cnn", {"num_classes": 10, "dims": (32, 64, 96, 128), "depths": (1, 1, 2, 1)}),
+    ("specs/convnext_small.cnn", {"dims": (16, 32, 48, 64), "layer_scale": 0.5,  # channels-last, a bare parameter
+                                  "stochastic_depth_prob": 0.3}),
+    # at 299x299 (the auxiliary head needs it): slow
+    pytest.param("specs/inception_v3.cnn", {"num_classes": 10, "aux_logits": False}, marks=pytest.mark.slow),
+    pytest.param("specs/inception_v3.cnn", {"transform_input": True, "dropout": 0.2},  # tuples as block arguments
+                 marks=pytest.mark.slow),
 ])
 def test_other_parameters_build_the_D_compile(path, params, loaded):
     """`Resnet18(num_classes=10)` is the module `graphdsl compile -D num_classes=10` builds."""
@@ -162,7 +171,7 @@ def test_an_assertion_of_the_spec_is_a_python_error(loaded):
 
 
 def test_the_per_structure_layout_refuses_other_parameters():
-    net = graphdsl.load(text="network n(c = 4) { input 3x8x8  a: conv(c, 1)  from a  relu }")
+    net = graphdsl.load(text="network n(c = 4) { input 3x8x8  a: conv(c, 1)  if in.height > 4 { relu } }")
     gen = generate(net)
     assert "class N(nn.Module)" in gen.source
     cls = getattr(load_generated(gen), gen.class_name)
@@ -176,7 +185,13 @@ def test_the_per_structure_layout_refuses_other_parameters():
                                   pytest.param("specs/mobilenet_v2.cnn", marks=pytest.mark.slow),
                                   pytest.param("specs/efficientnet_b0.cnn", marks=pytest.mark.slow),
                                   pytest.param("specs/regnet_y_400mf.cnn", marks=pytest.mark.slow),
-                                  pytest.param("specs/mnasnet0_5.cnn", marks=pytest.mark.slow)])
+                                  pytest.param("specs/mnasnet0_5.cnn", marks=pytest.mark.slow),
+                                  pytest.param("specs/squeezenet1_1.cnn", marks=pytest.mark.slow),
+                                  pytest.param("specs/densenet121.cnn", marks=pytest.mark.slow),
+                                  pytest.param("specs/shufflenet_v2_x0_5.cnn", marks=pytest.mark.slow),
+                                  pytest.param("specs/inception_v3.cnn", marks=pytest.mark.slow),
+                                  pytest.param("specs/efficientnet_v2_s.cnn", marks=pytest.mark.slow),
+                                  pytest.param("specs/convnext_tiny.cnn", marks=pytest.mark.slow)])
 def test_fx_export_and_node_shapes_through_the_optional_submodules(path, loaded):
     net = loaded(path)
     m = net.to_torch()
@@ -218,3 +233,38 @@ def test_verify_accepts_the_make_divisible_helper_only_as_its_text(loaded):
     Generator.verify(source, [MAKE_DIVISIBLE])
     with pytest.raises(AssertionError, match="unexpected statement"):
         Generator.verify(source.replace("0.9 * v", "0.8 * v"), [MAKE_DIVISIBLE])
+
+
+def test_a_loop_among_the_members_of_a_class():
+    """`for` beside other submodules: each pass adds one under its computed label, `forward` walks them by
+    name; the channels after it are the running count where the passes differ (DenseNet's closed form
+    `in_channels + n * growth_rate` is in test_other_parameters_build_the_D_compile)."""
+    text = """network n(widths = [4, 8]) {
+        input 3x16x16
+        stem: conv(4, 1)
+        for i, w in enumerate(widths) { "stage{i + 1}": [conv(w, 3, pad=1), relu] }
+        head: conv(2, 1)
+    }"""
+    gen = structured(graphdsl.load(text=text))
+    assert "self.add_module(name, nn.Sequential(" in gen.source and "for name in self.stage_names:" in gen.source
+    mine = network_class(gen, widths=(3, 5, 6))
+    theirs = graphdsl.load(text=text, widths=(3, 5, 6)).to_torch()
+    assert shapes(mine) == shapes(theirs) and "stage3.0.weight" in shapes(mine)
+    mine.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(mine.eval()(x), theirs.eval()(x))
+    gm = torch.fx.symbolic_trace(mine)
+    assert torch.equal(gm(x), mine(x))
+
+
+def test_an_argument_zero_in_the_first_instance_is_still_written():
+    """`pad` is 0 in the first instance, where `nn.Conv2d` leaves `padding` out: the samples of a zero differ
+    (graphdsl.backends.torch_values.sample), so the class writes `padding=pad` for the second instance."""
+    net = graphdsl.load(text="""block b(out, kernel, stride = 1, pad = 0) {
+            c: conv(out, kernel, stride=stride, pad=pad, bias=false)
+        }
+        network n { input 3x8x8  first: b(4, 3, stride=2)  second: b(4, 3, pad=1) }""")
+    source = structured(net).source
+    assert "padding=pad" in source
+    out = net.to_torch()(torch.randn(1, 3, 8, 8))
+    assert tuple(out.shape[1:]) == net.graph.nodes["second.c"]["shape"]

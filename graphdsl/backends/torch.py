@@ -1181,7 +1181,13 @@ def layout_text(klass) -> list[str]:
             if shapes is None:
                 lines += wrap(c)
             else:
-                lines.append(f"{c.ljust(width)}  # {comment(', '.join(fmt_dims(sh) for sh in shapes))}")
+                note = comment(', '.join(fmt_dims(sh) for sh in shapes))
+                line = f"{c.ljust(width)}  # {note}"
+                if len(line) > 120:  # the shape on its own line above, the code as wide as it is
+                    lines.append(" " * (len(c) - len(c.lstrip())) + f"# {note}")
+                    lines += wrap(c)
+                else:
+                    lines.append(line)
         if k + 1 < len(parts):
             lines.append("")
     return lines

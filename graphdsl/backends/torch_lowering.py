@@ -16,6 +16,7 @@ import re
 from dataclasses import dataclass
 
 from ..ops import ArgError, OpError
+from ..ops.base import ChannelsLast, is_channels_last
 from .torch_values import Sym, Unsupported, fold, sample
 
 SCALES = (3, 5)  # the two samples of every symbolic number a lowering sees: same text, or not translated
@@ -37,6 +38,7 @@ class Tensor:
     dims: tuple  # spatial sizes: ints, or Unknown
     fresh: bool  # nothing else reads it: the next op may overwrite it (the IR's `writable`)
     fresh_if: object = None  # a condition (Sym) where the freshness depends on the class's arguments
+    last: bool = False  # channels-last (N x H x W x C, between ConvNeXt's permutes): `ch` is the last dimension
 
 
 
@@ -47,8 +49,12 @@ class Lowered:
         self.op, self.attrs, self.t = op, attrs, t
         shapes = [self.output(k) for k in (1, *SCALES)]
         out0 = shapes[0]
-        if any(len(s) != len(out0) for s in shapes):
+        if any(len(s) != len(out0) or is_channels_last(s) != is_channels_last(out0) for s in shapes):
             raise Unsupported("an output rank that depends on a number")
+        last = is_channels_last(out0)
+        if last:  # channels-last: the channels first here, as everywhere in this module
+            shapes = [(s[-1], *s[:-1]) for s in shapes]
+            out0 = shapes[0]
         ch = out0[0]
         if all(isinstance(s[0], type(ch)) for s in shapes) and hasattr(ch, "tree") and len(
                 {pyast.dump(s[0].tree) for s in shapes}) == 1:
@@ -67,10 +73,13 @@ class Lowered:
             else:
                 dims.append(Unknown(int.__index__(values[0]) if isinstance(values[0], int) else 1))
         fresh = t.fresh if op.aliases_input else op.overwritable
-        self.out = Tensor(t.var, channels, tuple(dims), fresh)
+        self.out = Tensor(t.var, channels, tuple(dims), fresh, t.fresh_if if op.aliases_input else None, last)
         self.has_state = bool(self.params_of())
         self.module = self.text(lambda a, ins: op.torch_module(a, ins), None)
-        self.call = self.text(lambda a, ins: op.torch_call(a, ["__x__"], ins), self.rename)
+        # a bare parameter (`scale`) is the call's first argument (`self.layer_scale * x`), made by torch_parameter
+        args = ["__p__", "__x__"] if op.bare_parameter else ["__x__"]
+        self.call = self.text(lambda a, ins: op.torch_call(a, args, ins), self.rename)
+        self.parameter = self.text(lambda a, ins: op.torch_parameter(a, ins), None) if op.bare_parameter else None
         self.reads = set() if self.call is None else {  # what the call form reads in forward (stored if used)
             n.attr for n in pyast.walk(pyast.parse(self.call, mode="eval")) if isinstance(n, pyast.Attribute)
             and isinstance(n.value, pyast.Name) and n.value.id == "self"}
@@ -87,7 +96,8 @@ class Lowered:
     def inputs(self, scale: int, rename=None):
         t = self.t
         dims = tuple(d if isinstance(d, int) else d.real * scale for d in t.dims)
-        return [(sample(t.ch, scale, rename), *dims)]
+        ch = sample(t.ch, scale, rename)
+        return [ChannelsLast((*dims, ch)) if t.last else (ch, *dims)]
 
     def output(self, scale: int):
         a = {k: sample(v, scale) for k, v in self.attrs.items()}
@@ -141,7 +151,8 @@ class Lowered:
 
         a = {k: marker(v) for k, v in self.attrs.items()}
         t = self.t
-        ins = [(marker(t.ch), *(d if isinstance(d, int) else d.real * (3 + 2 * run) for d in t.dims))]
+        dims = tuple(d if isinstance(d, int) else d.real * (3 + 2 * run) for d in t.dims)
+        ins = [ChannelsLast((*dims, marker(t.ch))) if t.last else (marker(t.ch), *dims)]
         try:
             text = form(a, ins)
         except Exception as e:  # noqa: BLE001 - not translated

@@ -276,11 +276,14 @@ def sample(v, scale: int, rename=None):
     tree = rename(v.tree) if rename else v.tree
     if isinstance(v.value, bool) or not isinstance(v.value, (int, float)):
         raise Unsupported(f"a symbolic {type(v.value).__name__} as an operator argument")
+    # a zero stands for other numbers too (`pad` 0 here, 2 in another instance): sampled as numbers that
+    # differ, or a lowering that leaves out a zero argument (`padding=0`) would go unnoticed (at scale 1, the
+    # instance's own value: its parameters' shapes)
     if isinstance(v.value, int):
-        return SymInt(v.value * scale, tree)
+        return SymInt(v.value * scale if v.value or scale == 1 else scale - 2, tree)
     if not math.isfinite(v.value):
         raise Unsupported("a non-finite number")
-    return SymFloat(v.value * scale, tree)
+    return SymFloat(v.value * scale if v.value or scale == 1 else (scale - 2) / 8, tree)
 
 
 def unsample(v, real):
@@ -297,6 +300,10 @@ def normalise(text: str) -> str:
 
 def _is_constant(node, value) -> bool:
     return isinstance(node, pyast.Constant) and type(node.value) is int and node.value == value
+
+
+def _is_bool(node, value: bool) -> bool:
+    return isinstance(node, pyast.Constant) and node.value is value
 
 
 class _Fold(pyast.NodeTransformer):
@@ -320,12 +327,26 @@ class _Fold(pyast.NodeTransformer):
                     return node
         return node
 
+    def visit_Compare(self, node):  # `2 == 1` (a constant argument of a condition on a parameter)
+        self.generic_visit(node)
+        if len(node.ops) == 1 and isinstance(node.left, pyast.Constant) and isinstance(
+                node.comparators[0], pyast.Constant):
+            op = {v: k for k, v in _COMPARE.items()}.get(type(node.ops[0]))
+            try:
+                return pyast.Constant(compute(op, node.left.value, node.comparators[0].value))
+            except (Unsupported, TypeError, KeyError):
+                return node
+        return node
+
     def visit_IfExp(self, node):
         self.generic_visit(node)
         if isinstance(node.test, pyast.Constant):
             return node.body if node.test.value else node.orelse
         if pyast.dump(node.body) == pyast.dump(node.orelse):
             return node.body
+        if _is_bool(node.body, True) and _is_bool(node.orelse, False) and isinstance(
+                node.test, (pyast.Compare, pyast.BoolOp)):  # `True if mid != c else False`: the test
+            return node.test
         return node
 
 

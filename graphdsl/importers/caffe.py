@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import budget
 from ..diagnostics import Span
 from ..syntax import NAME_RESERVED
-from .ir import INPUT, Layer, LayerGraph
+from .ir import INPUT, Layer, LayerGraph, unique_name
 from .prototxt import Field, Ident, Message, QuotedFailure, parse
 
 MAX_LAYERS = budget.MAX_LAYERS  # graphdsl's own limit on the nodes of a graph
@@ -449,12 +449,7 @@ class _Net:
     # ---- emitting graphdsl layers --------------------------------------------------------------------
 
     def fresh(self, base: str) -> str:
-        name, n = base, 1
-        while name in self.names:
-            n += 1
-            name = f"{base}_{n}"
-        self.names.add(name)
-        return name
+        return unique_name(base, self.names)
 
     def emit(self, f: Field, caffe_name: str, op: str, args: dict, ins: list[_Blob], shape: tuple[int, ...],
              weights: bool = False, suffix: str = "") -> _Blob:

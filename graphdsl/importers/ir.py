@@ -65,6 +65,16 @@ class LayerGraph:
         return self.by_name[name]
 
 
+def unique_name(base: str, taken: set) -> str:
+    """`base`, or `base_2`, `base_3`, ... : the first not in `taken`, which it joins."""
+    name, n = base, 1
+    while name in taken:
+        n += 1
+        name = f"{base}_{n}"
+    taken.add(name)
+    return name
+
+
 class ImportFailure(Exception):
     """A source that cannot be imported: a message, a `help:` and where (a Span for text formats, or a
     string such as a module path or an ONNX node name)."""

@@ -27,7 +27,7 @@ import math
 import re
 from pathlib import Path
 
-from .ir import INPUT, ImportFailure, Layer, LayerGraph, Scope
+from .ir import INPUT, ImportFailure, Layer, LayerGraph, Scope, unique_name
 from .onnx_ops import BATCH, MAX_DIM, SUPPORTED, Operators, Value, _attrs, _clamped, _shape_text
 
 MAX_FILE_BYTES = 2 * 1024 ** 3  # protobuf's own limit for one message
@@ -401,13 +401,7 @@ class _Importer(Operators):
         self.layers = out
 
     def _fresh_layer(self, text: str) -> str:
-        base = _identifier(text, "t")
-        name, n = base, 1
-        while name in self.layer_names:
-            n += 1
-            name = f"{base}_{n}"
-        self.layer_names.add(name)
-        return name
+        return unique_name(_identifier(text, "t"), self.layer_names)
 
     def _flat_path(self, node, i: int, weight: str | None) -> str:
         """A unique identifier for a layer holding weights in a plain file: its node's name (the module

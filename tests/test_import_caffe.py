@@ -172,6 +172,20 @@ def test_resnet_stage_figures_by_hand():
     assert text.count("residual {") == 3 and text.count("} shortcut {") == 1
 
 
+
+@pytest.mark.parametrize("fixture, blocks", [("resnet_stage.prototxt", "`Bottleneck`, 3 blocks: stage1.0"),
+                                             ("inception_stage.prototxt", "`Inception`, 2 blocks: inception_3.0")])
+def test_cli_writes_inferred_blocks_with_the_flat_figures(fixture, blocks):
+    """Through the command line, to stdout: the blocks infer_scopes finds (said to be inferred), with the
+    figures of the flat graph lifted as it is."""
+    run = subprocess.run([sys.executable, "-m", "graphdsl.cli", "import", str(DATA / fixture), "-o", "-"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert blocks in run.stdout, run.stdout
+    net, flat = graphdsl.load(text=run.stdout), network(caffe.load(DATA / fixture))
+    assert (net.params, net.macs, net.output_shapes) == (flat.params, flat.macs, flat.output_shapes)
+
+
 # ---- the old syntax, training layers -----------------------------------------------------------------------
 
 

@@ -527,3 +527,68 @@ def test_cli_errors_are_located_and_write_nothing(tmp_path):
                                       "--state-dict", str(tmp_path / "w.pt")])
     assert result.exit_code == 1 and "floats" in result.output and "too short" in result.output
     assert not out.exists() and not (tmp_path / "w.pt").exists()
+
+
+# ---- real cfgs whose routes read tensors out of the chain's order --------------------------------------------
+# yolov3.cfg and yolov4-tiny.cfg are the published cfgs (pjreddie/darknet, AlexeyAB/darknet); res_route.cfg
+# (a route to a shortcut's output) and merge_in_branch.cfg (a tensor two concats read) are their problems
+# cut down. Lifted flat (the front end's graph as it is) and with the inferred blocks, they give the same
+# figures: the blocks change the spec's text, never what it computes.
+
+RES_ROUTE = DATA / "res_route.cfg"
+MERGE_IN_BRANCH = DATA / "merge_in_branch.cfg"
+
+
+def _figures(net):
+    return net.params, net.macs, net.output_shapes
+
+
+def _flat_and_inferred(path: Path):
+    from graphdsl.importers.command import file_graph
+
+    flat = darknet.load(path)
+    inferred = file_graph(path)
+    return _spec(flat), _spec(inferred), print_module(lift.lift(inferred))
+
+
+def test_route_to_a_shortcut_output_names_it():
+    flat, inferred, text = _flat_and_inferred(RES_ROUTE)
+    # conv0, conv1, conv3: 3 * (4 * 4 * 9 + 4) = 444 parameters; the route concatenates 4 + 4 channels
+    assert _figures(flat) == _figures(inferred) == (444, 3 * 4 * 4 * 9 * 64, {"output": (8, 8, 8)})
+    assert "add2 = add(" in text and "concat(leaky_relu3, add2)" in text, text
+
+
+def test_tensor_read_by_two_concats():
+    flat, inferred, text = _flat_and_inferred(MERGE_IN_BRANCH)
+    # conv0, conv1 4 -> 4, conv3 reads the 8 channels of the first concat: 2 * 148 + 292 = 588
+    assert _figures(flat) == _figures(inferred) == (588, (2 * 4 * 4 + 8 * 4) * 9 * 64, {"output": (8, 8, 8)})
+    assert "concat(leaky_relu1, leaky_relu0)" in text and "concat(leaky_relu3, leaky_relu1)" in text, text
+
+
+@pytest.mark.parametrize("cfg", [RES_ROUTE, MERGE_IN_BRANCH])
+def test_named_tensors_keep_darknet_weights(tmp_path, cfg):
+    from graphdsl.importers.command import file_graph
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (4, 8, 8))
+    floats, reference = _darknet(cfg.read_text(), x, rng)
+    path = tmp_path / "net.weights"
+    _write_weights(path, floats)
+    assert _max_difference(_compiled(file_graph(cfg), path), x, reference) <= 1e-5
+
+
+def test_yolov3_imports_with_darknet53_stages():
+    flat, inferred, text = _flat_and_inferred(DATA / "yolov3.cfg")
+    assert _figures(flat) == _figures(inferred)
+    assert inferred.params == 61_949_149  # Darknet's own count for yolov3.cfg
+    assert inferred.output_shapes == {"conv81": (255, 13, 13), "conv93": (255, 26, 26), "conv105": (255, 52, 52)}
+    assert "stage2: [residual_block(128) * 8]" in text and "concat(upsample85, stage3)" in text, text
+    assert len(text.splitlines()) < 80, text
+
+
+def test_yolov4_tiny_imports():
+    flat, inferred, text = _flat_and_inferred(DATA / "yolov4-tiny.cfg")
+    assert _figures(flat) == _figures(inferred)
+    assert inferred.params == 6_056_606
+    assert inferred.output_shapes == {"conv29": (255, 13, 13), "conv36": (255, 26, 26)}
+    assert "channels(c // 2, c)" in text and "concat(upsample33, leaky_relu23)" in text, text

@@ -117,3 +117,42 @@ def test_a_second_output_inside_a_module_that_gives_another_tensor_is_refused():
             layer.scopes = scope
     with pytest.raises(ImportFailure, match="gives 2 tensors out"):
         lift(graph)
+
+
+def crossed(training: bool = False) -> LayerGraph:
+    """A residual whose output a later concat reads (YOLO's route to a shortcut), and a tensor that two
+    concats read (yolov4-tiny): no chain of residuals and branches, so each tensor a later layer reads
+    out of order gets a name. With `training`, a second head returned in training only."""
+    layers = [
+        Layer("c1", "conv", _conv(8, 3, pad=1), (INPUT,), "c1", shape=(8, 16, 16), holds_weights=True),
+        Layer("r1", "relu", {"inplace": False}, ("c1",), None, shape=(8, 16, 16)),
+        Layer("c2", "conv", _conv(8, 3, pad=1), ("r1",), "c2", shape=(8, 16, 16), holds_weights=True),
+        Layer("add", "add", {}, ("c2", "r1"), None, shape=(8, 16, 16)),
+        Layer("c3", "conv", _conv(8, 3, pad=1), ("add",), "c3", shape=(8, 16, 16), holds_weights=True),
+        Layer("cat1", "concat", {}, ("c3", "add"), "route1", shape=(16, 16, 16)),
+        Layer("c4", "conv", _conv(8, 1), ("cat1",), "c4", shape=(8, 16, 16), holds_weights=True),
+        Layer("cat2", "concat", {}, ("c4", "c3"), None, shape=(16, 16, 16)),
+        Layer("h", "conv", _conv(4, 1), ("cat2",), "h", shape=(4, 16, 16), holds_weights=True),
+    ]
+    graph = LayerGraph("crossed", (3, 16, 16), layers, "h")
+    if training:
+        layers.append(Layer("aux", "conv", _conv(4, 1), ("cat1",), "aux", shape=(4, 16, 16), holds_weights=True))
+        graph = LayerGraph("crossed", (3, 16, 16), layers, "h", outputs=("h", "aux"), training_outputs=("aux",))
+    return graph
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_tensors_read_out_of_order_are_named(training):
+    graph = crossed(training)
+    text = print_module(lift(graph))
+    assert "add1 = add(c2, relu1)\n    from add1\n    c3: conv(8, 3, pad=1)\n" in text, text
+    # the concat that the training head reads too is bound by its own name (`route1`)
+    cat1 = "route1 = concat(c3, add1)\n    from route1\n" if training else "concat(c3, add1)\n"
+    assert cat1 + "    c4: conv(8, 1)\n    concat(c4, c3)" in text, text
+    net = graphdsl.load(text=text)
+    assert net.params == _params(graph)
+    if training:
+        assert text.rstrip().endswith("output h, training: aux\n}"), text
+        assert net.output_shapes == {"h": (4, 16, 16), "aux": (4, 16, 16)}
+    else:
+        assert net.output_shapes == {"output": (4, 16, 16)}

@@ -517,6 +517,38 @@ def test_merges_whose_flat_names_collide_become_blocks():
     assert net.params == params
 
 
+@pytest.mark.parametrize("stages", [
+    [("branches", 8, 2, 1)],  # two Inception modules in a row: the first concat is the second's fork
+    [("branches", 8, 1, 1), ("gated", 8, 1, 1)],  # merges of one scope that both name a `relu1`
+    [("dense", 8, 2, 1)],  # a concat with a path (`layer1_0_cat`) that the next concat reads
+])
+def test_flat_merges_in_a_row_lift_with_their_own_names(stages):
+    """Lifted flat (no blocks), merges one after another: each tensor a later merge reads is bound to a
+    name once in the scope, and the spec computes the flat graph."""
+    torch = pytest.importorskip("torch")
+    flat = build(stages, "torch", 0)
+    text = print_module(lift.lift(flat))
+    net, module = compiled(text, flat.weights)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        want, params, macs = evaluate(flat, x)
+        assert float((module(x) - want).abs().max()) <= TOLERANCE * float(want.abs().max())
+    assert (net.params, net.macs) == (params, macs)
+    bound = re.findall(r"^ *(\w+) = ", text, re.M)
+    assert len(bound) == len(set(bound)), text
+
+
+def test_doc_strings_say_the_blocks_are_inferred():
+    """Blocks that infer_scopes made up are no modules of the original: their doc strings say `N blocks`;
+    those of traced modules `N modules of the original`."""
+    scoped = infer_scopes(build([("residual", 8, 3, 1)], "torch", 0))
+    text = print_module(lift.lift(scoped))
+    assert '"""`BasicBlock`, 3 blocks: layer1.0, layer1.1, layer1.2"""' in text, text
+    assert "of the original" not in text
+    scoped.inferred_scopes = False  # as a front end with a module hierarchy gives it
+    assert "3 modules of the original: layer1.0" in print_module(lift.lift(scoped))
+
+
 def test_a_graph_with_scopes_is_left_alone():
     flat = build([("residual", 8, 2, 1)], "torch", 0)
     layers = [dataclasses.replace(layer, scopes=(Scope("m", "M"),)) for layer in flat.layers]

@@ -90,7 +90,7 @@ def trace(model, input_shape: tuple[int, ...], name: str, source: str = "") -> L
 
     Modules that hold weights but do not run in eval mode (GoogLeNet's and Inception-v3's auxiliary
     heads) are looked for in a second trace in training mode: when it runs them all and returns the
-    eval outputs and more, the extra ones are training outputs (`training_outputs(graph)`)."""
+    eval outputs and more, the extra ones are `graph.training_outputs`."""
     original = dict(model.named_modules())
     graph = _layers(_traced(model, input_shape, training=False), input_shape, name, source)
     idle = _idle(graph, original)
@@ -103,11 +103,6 @@ def trace(model, input_shape: tuple[int, ...], name: str, source: str = "") -> L
                               "the original state_dict loads only with strict=False (build the model without "
                               "them, e.g. aux_logits=False)")
     return graph
-
-
-def training_outputs(graph: LayerGraph) -> tuple[str, ...]:
-    """The outputs of `graph` returned in training mode only (auxiliary heads), the last of `outputs`."""
-    return getattr(graph, "training_outputs", ())
 
 
 def _traced(model, input_shape, training: bool):

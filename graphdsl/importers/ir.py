@@ -55,6 +55,7 @@ class LayerGraph:
     warnings: list = field(default_factory=list)  # what the spec leaves out, in words
     outputs: tuple[str, ...] = ()  # every output when there are several (empty: just `output`)
     training_outputs: tuple[str, ...] = ()  # those of `outputs` returned in training only, listed last
+    inferred_scopes: bool = False  # the modules were invented by regions.infer_scopes, not the original's
     weights: dict = field(default_factory=dict)  # state_dict key -> numpy array
     by_name: dict = field(default_factory=dict, repr=False)
 

@@ -30,7 +30,7 @@ from ..diagnostics import Span
 from ..ops import REGISTRY
 from ..ops.base import REQUIRED
 from ..syntax import NAME_RESERVED
-from .ir import ImportFailure, LayerGraph
+from .ir import ImportFailure, LayerGraph, unique_name
 from .structure import (
     Instance,
     Lifter,
@@ -180,12 +180,7 @@ class Blocks:
             group.name = self.fresh(snake(group.kind))
 
     def fresh(self, base: str) -> str:
-        name, n = base, 1
-        while name in self.names:
-            n += 1
-            name = f"{base}_{n}"
-        self.names.add(name)
-        return name
+        return unique_name(base, self.names)
 
     def infer(self, group: BlockGroup) -> None:
         if group.inferred:
@@ -657,11 +652,9 @@ def running_concats(graph: LayerGraph) -> LayerGraph:
         layers.append(layer)
     if not changed:
         return graph
-    rebuilt = dataclasses.replace(graph, layers=layers, output=alias.get(graph.output, graph.output),
-                                  outputs=tuple(alias.get(o, o) for o in graph.outputs))
-    if hasattr(graph, "training_outputs"):  # not a field (yet): fx.training_outputs
-        rebuilt.training_outputs = tuple(alias.get(o, o) for o in graph.training_outputs)
-    return rebuilt
+    return dataclasses.replace(graph, layers=layers, output=alias.get(graph.output, graph.output),
+                               outputs=tuple(alias.get(o, o) for o in graph.outputs),
+                               training_outputs=tuple(alias.get(o, o) for o in graph.training_outputs))
 
 
 def _inside(layer, path: str) -> bool:
@@ -674,6 +667,8 @@ def _inside(layer, path: str) -> bool:
 def lift(graph: LayerGraph, name: str | None = None) -> ast.Module:
     """The spec of `graph`: blocks for its repeated modules, a network for the rest."""
     name = name or graph.name
+    # set by regions.infer_scopes; not a field of LayerGraph yet (ir.py), hence getattr
+    inferred = graph.inferred_scopes
     graph = running_concats(graph)
     lifter = Lifter(graph)
     root = module_tree(graph)
@@ -689,7 +684,9 @@ def lift(graph: LayerGraph, name: str | None = None) -> ast.Module:
             body = [ast.Let(IN_CHANNELS, ast.InAttr("channels", S), S), *body]
         doc = None
         if len(group.members) > 1:
-            doc = textwrap.fill(f"`{group.kind}`, {len(group.members)} modules of the original: " +
+            # modules that regions.py invented for a flat graph are no modules of the original
+            whose = "blocks" if inferred else "modules of the original"
+            doc = textwrap.fill(f"`{group.kind}`, {len(group.members)} {whose}: " +
                                 ", ".join(m.node.path for m in group.members[:3]) +
                                 (", ..." if len(group.members) > 3 else ""), 90)
         body = [ast.Doc(doc, S), *body] if doc else body

@@ -230,6 +230,7 @@ class Lifter:
         self.path_uses = Counter(layer.path for layer in graph.layers if layer.path is not None)
         self.outputs = tuple(graph.outputs) or (graph.output,)
         self.instances: list[Instance] = []  # post-order: children first
+        self._scope_names: dict[str, set] = {}  # module path -> the tensor names bound in it
 
     # -- a module's data flow as statements
 
@@ -261,6 +262,91 @@ class Lifter:
                 yield from self._layers(c)
 
     def statements(self, node: ModuleNode) -> list:
+        """A module's statements: chains, residuals and concats where its data flow is made of them;
+        else each layer in order, tensors named where a later layer reads them (YOLO's routes to a
+        shortcut's output, to a tensor that two concats read)."""
+        done = len(self.instances)
+        names = set(self.scope_names(node))
+        try:
+            return self.structured(node)
+        except ImportFailure as failure:
+            del self.instances[done:]  # the blocks called in the attempt are met again
+            self._scope_names[node.path] = names
+            try:
+                return self.linear(node)
+            except ImportFailure:
+                raise failure from None
+
+    def linear(self, node: ModuleNode) -> list:
+        """The module's items in order, each from the tensor before it or `from NAME`; a merge by the
+        names of its tensors (`concat(a, b)`); names bound where a later item reads a tensor out of
+        that order."""
+        src, out = self.external(node)
+        items = node.children
+        owner: dict[str, object] = {src: "in"}
+        for k, c in enumerate(items):
+            for name in ([c.name] if isinstance(c, Layer) else c.members):
+                owner[name] = k
+        where = f"module `{node.path}` ({node.kind})" if node.path else "the network"
+        inputs: list[list] = []  # per item: the items whose tensors it takes, in order
+        for c in items:
+            if isinstance(c, Layer):
+                inputs.append([owner[i] for i in c.inputs])
+                continue
+            ins = [owner[i] for layer in self._layers(c) for i in layer.inputs if i not in c.members]
+            if len(set(ins)) != 1:
+                raise ImportFailure(f"module `{c.path}` ({c.kind}) takes {len(set(ins))} tensors",
+                                    "graphdsl blocks take one tensor in")
+            inputs.append(ins[:1])
+        ends = [owner[o] for o in self.outputs] if node.path == "" and len(self.outputs) > 1 else [owner[out]]
+        # the tensors that need a name: read by a merge, by an item that does not follow them, an output
+        needed = set(ends) if len(ends) > 1 else set()
+        for k, ins in enumerate(inputs):
+            if len(ins) > 1:
+                needed.update(ins)
+            elif ins[0] != (k - 1 if k else "in"):
+                needed.add(ins[0])
+        needed.discard("in")
+        names: dict = {"in": "in"}
+        result: list = []
+        current = "in"
+        for k, c in enumerate(items):
+            ins = inputs[k]
+            if len(ins) == 1 and ins[0] != current:
+                result.append(TFrom(names[ins[0]]))
+            if isinstance(c, Layer) and len(ins) > 1:
+                if c.op not in ("add", "concat", "mul"):
+                    raise ImportFailure(f"{where}: `{c.op}` of several tensors is not supported yet",
+                                        "supported merges: add, concat and mul of tensors", where=c.where)
+                stmt = TMerge(c.op, [names[i] for i in ins])
+            else:
+                stmt = self.item(node, k, c, [])
+            if k in needed:
+                # a merge is bound by the name the original gives it (Darknet's `add2`, Caffe's tops)
+                label = self.label(node, c) if isinstance(stmt, TMerge) else getattr(stmt, "label", None)
+                if label is not None and isinstance(stmt, TMerge):
+                    result += [TBind(label, stmt), TFrom(label)]
+                elif label is None and isinstance(stmt, (TLeaf, TMerge)):
+                    label = self.fresh_name(node, stmt.layer.op if isinstance(stmt, TLeaf) else stmt.op)
+                    result += [TBind(label, stmt), TFrom(label)]
+                elif label is None:
+                    raise ImportFailure(f"{where}: a tensor that a later layer reads comes from a module with "
+                                        "no name", "not supported yet", where=self._where(c))
+                else:
+                    result.append(stmt)
+                names[k] = label
+            else:
+                result.append(stmt)
+            current = k
+        if len(ends) > 1:
+            training = self.graph.training_outputs
+            result.append(TOutput([names[owner[o]] for o in self.outputs if o not in training],
+                                  [names[owner[o]] for o in training]))
+        elif current != ends[0]:
+            result.append(TFrom(names[ends[0]]))
+        return numbered_runs(result)
+
+    def structured(self, node: ModuleNode) -> list:
         src, out = self.external(node)
         items = node.children
         owner: dict[str, int] = {}
@@ -307,7 +393,6 @@ class Lifter:
             if e not in main:
                 sides.setdefault(max(dom[e] & (main | {"in"}), key=order), []).append(e)
         named: dict = {}  # item -> the name of its tensor, for those that need one
-        taken = ({self.label(node, c) for c in items} | set(NAME_RESERVED)) if ends else set()
 
         def after(k, stmt) -> list:
             """Item k's statement, named if an output or side branches need its tensor, then the side
@@ -318,12 +403,7 @@ class Lifter:
             elif k in ends or k in sides:
                 label = getattr(stmt, "label", None)
                 if label is None and isinstance(stmt, (TLeaf, TMerge)):  # unnamed: `relu1 = relu`, from it
-                    op = stmt.layer.op if isinstance(stmt, TLeaf) else stmt.op
-                    n = 1
-                    while f"{op}{n}" in taken:
-                        n += 1
-                    label = f"{op}{n}"
-                    taken.add(label)
+                    label = self.fresh_name(node, stmt.layer.op if isinstance(stmt, TLeaf) else stmt.op)
                     out_stmts = [TBind(label, stmt), TFrom(label)]
                 elif not isinstance(label, str):
                     raise ImportFailure(f"{where}: an output or a branch to one that starts at a tensor with no "
@@ -364,19 +444,26 @@ class Lifter:
                 return head + after(end, TResidual(body, short or None))
             if layer.op == "concat" and all(len(b) <= 1 for b in branches):
                 return head + after(end, TBranches(layer.op, [b[0] if b else TGroup(None, []) for b in branches]))
-            if fork != "in" and head and isinstance(head[-1], TLeaf) and head[-1].label is None:
-                # the fork is an unnamed layer (`F.relu(self.conv(x))`): name it, continue from it
-                name = self.fresh_name(head[-1].layer.op, branches)
+            if fork in named:
+                fork = named[fork]
+            elif fork != "in" and head and (isinstance(head[-1], TLeaf) and head[-1].label is None or
+                                            isinstance(head[-1], TMerge)):
+                # the fork is an unnamed layer (`F.relu(self.conv(x))`) or merge (two Inception modules
+                # in a row, without modules around them): name it, continue from it
+                op = head[-1].layer.op if isinstance(head[-1], TLeaf) else head[-1].op
+                name = self.fresh_name(node, op, branches)
                 head = head[:-1] + [TBind(name, head[-1]), TFrom(name)]
                 fork = name
-            elif fork in named:
-                fork = named[fork]
+            elif fork != "in" and head and isinstance(head[-1], (TResidual, TBranches)):
+                # a residual's or concat's output that a later merge reads: written with tensor names
+                raise ImportFailure(f"{where}: a merge of the output of a `{items[fork].op}` written as "
+                                    "sugar is not supported yet", where=self._where(items[fork]))
             merged = self.named_merge(node, layer, fork, items, branches, where)
             return head + merged[:-1] + after(end, merged[-1])
 
         result = (after("in", None) if "in" in sides else []) + chain("in", owner[out])
         if ends:
-            training = getattr(self.graph, "training_outputs", ())  # auxiliary heads (fx.training_outputs)
+            training = self.graph.training_outputs  # auxiliary heads
             result.append(TOutput([named[owner[o]] for o in self.outputs if o not in training],
                                   [named[owner[o]] for o in training]))
         if sorted(emitted) != list(range(len(items))):
@@ -402,7 +489,8 @@ class Lifter:
         flow: list = []
         refs = []
         started = False
-        taken = {getattr(it, "label", None) for b in branches for it in b}
+        taken = self.scope_names(node)  # names bound in this module so far: one per tensor
+        taken |= {getattr(it, "label", None) for b in branches for it in b}
         split = self.split(branches, taken)
         if split is not None:  # `(x1, x2) = chunk(2)`: each branch from its part
             flow.append(split)
@@ -491,12 +579,20 @@ class Lifter:
         return TSplit(names, [a for a, _ in bounds], "chunk" if equal else "split",
                       [len(sizes)] if equal else sizes)
 
-    @staticmethod
-    def fresh_name(op: str, branches) -> str:
-        taken = {getattr(it, "label", None) for b in branches for it in b}
+    def scope_names(self, node: ModuleNode) -> set:
+        """The names bound by `NAME = ...` in a module's statements so far (a set kept per module, so
+        that the merges of one module never bind one name twice), with its items' labels."""
+        if node.path not in self._scope_names:
+            self._scope_names[node.path] = {self.label(node, c) for c in node.children} | set(NAME_RESERVED)
+        return self._scope_names[node.path]
+
+    def fresh_name(self, node: ModuleNode, op: str, branches=()) -> str:
+        taken = self.scope_names(node)
+        taken |= {getattr(it, "label", None) for b in branches for it in b}
         n = 1
         while f"{op}{n}" in taken:
             n += 1
+        taken.add(f"{op}{n}")
         return f"{op}{n}"
 
     def label_item(self, node, c):

@@ -192,8 +192,10 @@ def import_(source, kwargs, out, name, input_shape, weights, state_dict):
             sys.exit(1)
     try:
         if is_file:
-            if not Path(source).is_file():
+            if not Path(source).exists():
                 raise ImportFailure(f"cannot read `{source}`: no such file", "check the path")
+            if not Path(source).is_file():
+                raise ImportFailure(f"cannot read `{source}`: it is not a regular file", "give the file itself")
             # the file's own name for its network (a prototxt's `name:`) unless --name says otherwise
             graph = file_graph(Path(source), name, input_shape or None,
                                Path(weights) if weights is not None else None)
@@ -219,6 +221,9 @@ def import_(source, kwargs, out, name, input_shape, weights, state_dict):
         sys.exit(1)
     path = Path(out) if out not in (None, "-") else Path(f"{_file_name(net.name)}.cnn")
     weights_data = None
+    if weights is not None and state_dict is None:
+        click.echo("warning: the --weights are read and checked against the .cfg, but written nowhere: give "
+                   "--state-dict OUT.pt to keep them", err=True)
     if state_dict is not None:
         if not graph.weights:
             click.echo(f"error: `{shown(source)}` carries no weights\nhelp: give a Darknet .cfg its "
@@ -231,12 +236,16 @@ def import_(source, kwargs, out, name, input_shape, weights, state_dict):
             sys.exit(1)
     for w in graph.warnings:
         click.echo(f"warning: {shown(w)}", err=True)
+    inputs = [source] if is_file else []
+    inputs += [weights] if weights is not None else []
+    outputs = ([Path(state_dict)] if weights_data is not None else []) + ([path] if out != "-" else [])
+    _check_targets(outputs, inputs)  # both refused before either is written
     if weights_data is not None:
-        write_or_exit(Path(state_dict), weights_data, [source])
+        write_or_exit(Path(state_dict), weights_data, inputs)
     if out == "-":
         click.echo(text, nl=False)
     else:
-        write_or_exit(path, text, [source] if is_file else [])
+        write_or_exit(path, text, inputs)
         from ..units import figure
 
         click.echo(f"wrote {shown(path)}: network `{shown(net.name)}`, {len(text.splitlines())} lines, "
@@ -244,6 +253,26 @@ def import_(source, kwargs, out, name, input_shape, weights, state_dict):
     if weights_data is not None:
         click.echo(f"wrote {shown(state_dict)}: {len(graph.weights)} tensors (loads into the compiled spec "
                    "with strict=True)")
+
+
+def _check_targets(outputs: list[Path], inputs: list) -> None:
+    """Exit 1 with an `error:` unless every output may be written (graphdsl.files.output_target: not an
+    input, not a directory or device, ...) and no two are the same file."""
+    from ..cli import shown
+    from ..files import OutputRefused, output_target
+
+    seen: dict[Path, Path] = {}
+    for output in outputs:
+        try:
+            target = output_target(output, inputs)
+        except OutputRefused as e:
+            click.echo(f"error: {shown(e.message)}\nhelp: {shown(e.help)}", err=True)
+            sys.exit(1)
+        if target in seen:
+            click.echo(f"error: the spec and the state_dict would both be written to `{shown(output)}`\n"
+                       "help: give -o and --state-dict different paths", err=True)
+            sys.exit(1)
+        seen[target] = output
 
 
 def _file_name(name: str) -> str:

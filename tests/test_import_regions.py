@@ -461,6 +461,73 @@ def test_caffe_names_become_local_names_and_stages():
     compiled(text, scoped.weights)  # strict
 
 
+def test_caffe_fixtures_get_the_names_a_person_writes():
+    """The stage after the part its blocks' names share (`res2` of `res2a`, `res2b`, `res2c`), the local
+    names without the part that names the instance, dropped where it stands (`res2a_branch2a` ->
+    `res_branch2a`, `bn2a_branch1` -> `bn_branch1`), or without the prefix an instance's layers share
+    (`inception_3a/1x1` -> `1x1`), with the operator in front where that starts with a digit (`conv1x1`)."""
+    from graphdsl.importers.command import import_file
+
+    resnet = import_file(ROOT / "tests/data/caffe/resnet_stage.prototxt").splitlines()
+    for line in ["    res2: [bottleneck * 3]", "        res_branch2a: conv(64, 1, bias=false)",
+                 "        bn_branch2a: bn", "        res_branch2c: conv(256, 1, bias=false)",
+                 "        res_branch1: conv(256, 1, bias=false)", "        bn_branch1: bn",
+                 '    """`Bottleneck`, 3 blocks: res2.0, res2.1, res2.2"""']:
+        assert line in resnet, "\n".join(resnet)
+    inception = import_file(ROOT / "tests/data/caffe/inception_stage.prototxt").splitlines()
+    for line in ["block inception(conv1x1_out, conv3x3_out, conv5x5_out) {",
+                 "    conv1x1: conv(conv1x1_out, 1)", "    conv3x3_reduce: conv(c // 2, 1)",
+                 "    conv5x5: conv(conv5x5_out, 5, pad=2)", "    pool_proj: conv(conv1x1_out // 2, 1)",
+                 "    inception_3: [inception(64, 128, 32), inception(128, 192, 96)]"]:
+        assert line in inception, "\n".join(inception)
+
+
+def test_caffe_instance_names_in_one_stage_and_numbered_blocks():
+    """One stage alone (`res2a` .. `res2c`: only the letter varies) drops `2a` as a stage of several does;
+    ResNet-101's `res3a`, `res3b1`, `res3b2` name their instances as well. The weights follow, strict."""
+    torch = pytest.importorskip("torch")
+    flat = build([("residual", 8, 3, 1)], "caffe", 0)
+    scoped = infer_scopes(flat)
+    text = print_module(lift.lift(scoped))
+    assert "res2: [basic_block * 3]" in text and "res_branch2a: conv(8, 3" in text, text
+    assert "res2.2.bn_branch2b.running_var" in scoped.weights
+    compiled(text, scoped.weights)
+
+    flat = build([("residual", 8, 2, 1), ("residual", 16, 3, 2)], "caffe", 0)
+    numbered = {"3b": "3b1", "3c": "3b2"}
+
+    def renumbered(path):
+        return path and re.sub(r"(?<=[a-z])(3[bc])(?=_|\Z)", lambda m: numbered[m.group(1)], path)
+
+    layers = [dataclasses.replace(layer, path=renumbered(layer.path)) for layer in flat.layers]
+    weights = {f"{renumbered(k.rpartition('.')[0])}.{k.rpartition('.')[2]}": v for k, v in flat.weights.items()}
+    flat = dataclasses.replace(flat, layers=layers, weights=weights)
+    assert "bn3b2_branch2a.weight" in flat.weights
+    scoped = infer_scopes(flat)
+    text = print_module(lift.lift(scoped))
+    assert "res2: [basic_block(8) * 2]" in text and "res3: [basic_block(16, stride=2), basic_block(16) * 2]" in text
+    assert "res_branch2a: conv(out, 3" in text and "bn_branch1: bn" in text, text
+    net, module = compiled(text, scoped.weights)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        want, params, _ = evaluate(flat, x)
+        assert float((module(x) - want).abs().max()) <= TOLERANCE * float(want.abs().max())
+
+
+def test_local_names_that_start_with_a_digit_get_their_operator():
+    """Caffe's Inception names (`inc2a_1x1`, `inc2a_1x1_bn`) without the instance's prefix start with a
+    digit: the operator goes in front (`conv1x1`, `bn1x1`: its word moved from the end)."""
+    flat = build([("branches", 8, 2, 1)], "caffe", 0)
+    scoped = infer_scopes(flat)
+    text = print_module(lift.lift(scoped))
+    assert "inc2: [inc * 2]" in text, text
+    for line in ["conv1x1: conv(8, 1", "bn1x1: bn", "conv3x3_reduce: conv(4, 1", "bn3x3_reduce: bn",
+                 "pool_proj_bn: bn"]:
+        assert f"    {line}" in text, text
+    assert "inc2.1.bn1x1.running_mean" in scoped.weights
+    compiled(text, scoped.weights)
+
+
 def test_darknet_names_are_numbered_by_operator():
     flat = build([("residual", 8, 2, 1), ("residual", 16, 2, 2)], "darknet", 0)
     text = print_module(lift.lift(infer_scopes(flat)))

@@ -1,7 +1,9 @@
 """Names for the modules regions.py invents: the kinds (`Bottleneck`, or the word their instances'
-names share), the instances and stages (`layer1_0`, `res2`), and the local names of their layers, the
-same in every instance of a kind (`layer1_0_conv1` -> `conv1`, `res2a_branch2a` -> `res_branch2a`, else
-`conv1`, `bn1`, ... in order)."""
+names share), the instances and stages (`layer1_0`, `res2` of Caffe's `res2a`, `res2b`, ...), and the
+local names of their layers, the same in every instance of a kind: the prefix an instance's layers share
+stripped (`layer1_0_conv1` -> `conv1`, `inception_3a/1x1` -> `conv1x1`: a name that would start with a
+digit gets its operator in front), else the part that names the instance dropped where it stands
+(`res2a_branch2a` -> `res_branch2a`, `bn2a_branch1` -> `bn_branch1`), else `conv1`, `bn1`, ... in order."""
 
 from __future__ import annotations
 
@@ -142,6 +144,7 @@ def local_names(flow: Flow, rs: list[Region]) -> list[dict]:
     name of a nested block."""
     nested = {label for r in rs for label in child_labels(r)}
     per_slot: dict[tuple, list] = {}
+    op_of: dict[tuple, str] = {}
     leaf_slots = []
     for r in rs:
         mine = {}
@@ -149,6 +152,7 @@ def local_names(flow: Flow, rs: list[Region]) -> list[dict]:
             if isinstance(it, str) and flow.layers[it].path:
                 mine[slot] = flow.layers[it].path
                 per_slot.setdefault(slot, []).append(flow.layers[it].path)
+                op_of[slot] = flow.layers[it].op
         leaf_slots.append(mine)
 
     def accept(names_by_slot: dict) -> bool:
@@ -172,39 +176,34 @@ def local_names(flow: Flow, rs: list[Region]) -> list[dict]:
             local = clean_label(path[len(prefix):]) if prefix and path.startswith(prefix) else ""
             if local[:1].isdigit() and word:
                 local = f"{word.group(0)}_{local}"
+            local = _repaired(local, op_of[slot])
             if by_slot.setdefault(slot, local) != local:
                 ok = False
     if ok:
         candidates.append(by_slot)
-    # 2. the parts that vary between instances dropped (and the part all names share); in a slot only
-    # one instance fills, the part that names that instance in the others (`3a` of `res3a_branch1`)
-    identity: dict[str, Counter] = {}
-    for paths in per_slot.values():
-        if len(paths) > 1:
-            for path, runs in zip(paths, _varying_runs(paths)):
-                identity.setdefault(path, Counter()).update(runs)
-    own = {}
-    for mine in leaf_slots:
-        counts = sum((identity.get(path, Counter()) for path in mine.values()), Counter())
-        for path in mine.values():
-            own[path] = counts.most_common(1)[0][0] if counts else ""
-    by_slot = {}
-    for slot, paths in per_slot.items():
-        if len(paths) > 1:
-            by_slot[slot] = clean_label(_constant_parts(paths))
-        else:
-            by_slot[slot] = clean_label(paths[0].replace(own[paths[0]], "", 1) if own[paths[0]] else paths[0])
-    shared = own_prefix(list(by_slot.values())) if len(by_slot) > 1 else ""
-    if shared:
-        stripped = {s: clean_label(v[len(shared):]) for s, v in by_slot.items()}
-        candidates.append(stripped)
-    candidates.append(by_slot)
+    # 2. the part that names the instance dropped where it stands (`2a` of `res2a_branch2a` and of
+    # `bn2a_branch2a`); in a slot only one instance fills, its identity found in its other layers' names.
+    # Where that leaves names that collide, just the runs that differ (`a`)
+    for whole in (True, False):
+        identities = _identities(flow, rs, whole)
+        by_slot = {}
+        for slot, paths in per_slot.items():
+            if len(paths) > 1:
+                spans = _varying_spans(paths, whole)[0]
+                local = clean_label(_cut(paths[0], spans)) if spans or len(set(paths)) == 1 else ""
+            else:
+                k = next(k for k, mine in enumerate(leaf_slots) if slot in mine)
+                local = clean_label(_drop(paths[0], identities[k][0]))
+            by_slot[slot] = _repaired(local, op_of[slot])
+        shared = own_prefix(list(by_slot.values())) if len(by_slot) > 1 else ""
+        if shared:  # and the part all names share
+            candidates.append({s: clean_label(v[len(shared):]) for s, v in by_slot.items()})
+        candidates.append(by_slot)
     # 3. operators numbered in order
     counts: Counter = Counter()
     by_slot = {}
     for slot in sorted(per_slot, key=lambda s: (s[0] == "s", s[0] == "m", s[1])):
-        r = next(r for r, mine in zip(rs, leaf_slots) if slot in mine)
-        op = next(flow.layers[it].op for s, it in slots(flow, r) if s == slot)
+        op = op_of[slot]
         counts[op] += 1
         by_slot[slot] = f"{op}_{counts[op]}" if op[-1].isdigit() else f"{op}{counts[op]}"
     candidates.append(by_slot)
@@ -212,32 +211,126 @@ def local_names(flow: Flow, rs: list[Region]) -> list[dict]:
     return [{path: chosen[slot] for slot, path in mine.items()} for mine in leaf_slots]
 
 
-def _constant_parts(paths: list[str]) -> str:
-    """The first path without the letter and digit runs that differ between the paths."""
-    split = [re.findall(r"[A-Za-z]+|[0-9]+|[^A-Za-z0-9]+", p) for p in paths]
-    if len({len(s) for s in split}) != 1:
-        return ""
-    return "".join(t for k, t in enumerate(split[0]) if all(s[k] == t for s in split))
+def _repaired(local: str, op: str) -> str:
+    """A label made of a local name that is none: one that starts with a digit (`1x1` of Caffe's
+    `inception_3a/1x1`) gets its operator's name in front, `conv1x1`, the operator's word moved there from
+    the end (`1x1_bn` -> `bn1x1`); a word of the language (`output`) gets a `_` after it, as the front ends
+    write such names."""
+    if local[:1].isdigit():
+        words = local.split("_")
+        if len(words) > 1 and words[-1] == op:
+            local = "_".join(words[:-1])
+        local = f"{op}{local}"
+    return f"{local}_" if local in NAME_RESERVED else local
 
 
-def _varying_runs(paths: list[str]) -> list[list[str]]:
-    """Per path, the stretches of it that differ between the paths (`3a` of `res3a_branch2a` against
-    `res2b_branch2a`)."""
-    split = [re.findall(r"[A-Za-z]+|[0-9]+|[^A-Za-z0-9]+", p) for p in paths]
-    if len({len(s) for s in split}) != 1:
-        return [[] for _ in paths]
-    varying = [k for k in range(len(split[0])) if len({s[k] for s in split}) > 1]
-    out = []
-    for s in split:
-        runs, run, last = [], "", None
-        for k in varying:
-            if last is not None and k != last + 1:
-                runs.append(run)
-                run = ""
-            run += s[k]
-            last = k
-        out.append(runs + ([run] if run else []))
+_WORD = re.compile(r"[^_./:-]+")
+
+
+def _varying_spans(paths: list[str], whole: bool = True) -> list[list[tuple[int, int]]]:
+    """Per path, the (start, end) spans of what differs between the paths, word by word (words lie
+    between separators). `whole`: of a word whose leading letters all the paths share, what follows them
+    (`2a` of `res2a` against `res2b`, `4b1` of `res4b1`: a stage's number and a block's letter name an
+    instance together), else the whole word (`0` of `layer1_0_conv1`); else just the letter and digit
+    runs that differ (`a` of `res2a`). None where the paths have different numbers of words."""
+    words = [list(_WORD.finditer(p)) for p in paths]
+    out: list[list[tuple[int, int]]] = [[] for _ in paths]
+    if len(paths) < 2 or len({len(w) for w in words}) != 1:
+        return out
+    for k in range(len(words[0])):
+        texts = [w[k].group() for w in words]
+        if len(set(texts)) == 1:
+            continue
+        if whole:
+            leads = {re.match(r"[A-Za-z]*", t).group() for t in texts}
+            lead = len(leads.pop()) if len(leads) == 1 else 0
+            cuts = [(0 if len(t) == lead else lead, len(t)) for t in texts]
+            if any(a == 0 for a, _ in cuts):
+                cuts = [(0, len(t)) for t in texts]
+        else:
+            cuts = _differing_runs(texts)
+        for spans, w, (a, b) in zip(out, words, cuts):
+            spans.append((w[k].start() + a, w[k].start() + b))
     return out
+
+
+def _differing_runs(texts: list[str]) -> list[tuple[int, int]]:
+    """Per text, (start, end) of its letter and digit runs after those all the texts start with and
+    before those they all end with."""
+    runs = [re.findall(r"[A-Za-z]+|[0-9]+|[^A-Za-z0-9]+", t) for t in texts]
+    shortest = min(len(r) for r in runs)
+    head = 0
+    while head < shortest and len({r[head] for r in runs}) == 1:
+        head += 1
+    tail = 0
+    while tail < shortest - head and len({r[-1 - tail] for r in runs}) == 1:
+        tail += 1
+    return [(len("".join(r[:head])), len(t) - len("".join(r[len(r) - tail:]))) for r, t in zip(runs, texts)]
+
+
+def _cut(path: str, spans: list[tuple[int, int]]) -> str:
+    for start, end in reversed(spans):
+        path = path[:start] + path[end:]
+    return path
+
+
+def _identities(flow: Flow, rs: list[Region], whole: bool = True) -> list[tuple[tuple, bool]]:
+    """Per instance of a kind: the parts of its layers' names that differ between the instances (`2a`
+    of `res2a_branch2a`, `bn2a_branch2a`), the most common where they disagree, and whether all its layers
+    agree on them (Caffe's `res2a`: they do; Darknet's `conv5`, `conv6`: a counter, no name)."""
+    per_slot: dict[tuple, list] = {}
+    for k, r in enumerate(rs):
+        for slot, it in slots(flow, r):
+            if isinstance(it, str) and flow.layers[it].path:
+                per_slot.setdefault(slot, []).append((k, flow.layers[it].path))
+    seen: list[Counter] = [Counter() for _ in rs]
+    for entries in per_slot.values():
+        if len(entries) < 2:
+            continue
+        paths = [path for _, path in entries]
+        for (k, path), spans in zip(entries, _varying_spans(paths, whole)):
+            if spans:
+                seen[k][tuple(path[a:b] for a, b in spans)] += 1
+    return [(c.most_common(1)[0][0], len(c) == 1) if c else ((), False) for c in seen]
+
+
+def _found(path: str, part: str, start: int = 0) -> int:
+    """Where `part` stands in `path` as a whole run (not inside a longer number or word), from `start`;
+    -1 where it does not."""
+    for m in re.finditer(re.escape(part), path[start:]):
+        a, b = start + m.start(), start + m.end()
+        before = path[a - 1] if a else ""
+        after = path[b] if b < len(path) else ""
+        if not (before.isdigit() and part[0].isdigit() or before.isalpha() and part[0].isalpha()) and \
+                not (after.isdigit() and part[-1].isdigit() or after.isalpha() and part[-1].isalpha()):
+            return a
+    return -1
+
+
+def _drop(path: str, identity: tuple) -> str:
+    """`path` without the parts of `identity`, each where it first stands (`res2a_branch1` -> `res_branch1`)."""
+    at = 0
+    for part in identity:
+        a = _found(path, part, at)
+        if a < 0:
+            return path
+        path, at = path[:a] + path[a + len(part):], a
+    return path
+
+
+def identity_name(flow: Flow, r: Region, identity: tuple) -> str:
+    """The instance's name through its identity, from its first layer that holds it (`res2a` of
+    `res2a_branch1`): Caffe names an instance's sum so, but gives the sum no weights to keep a path."""
+    for path in named_leaves(flow, r):
+        at, end = 0, -1
+        for part in identity:
+            a = _found(path, part, at)
+            if a < 0:
+                break
+            at = end = a + len(part)
+        else:
+            return path[:end] if identity else ""
+    return ""
 
 
 def instance_label(flow: Flow, r: Region, kind: str, taken: set, n: int) -> str:
@@ -266,6 +359,9 @@ def stage_names(flow: Flow, runs: list, taken: set) -> list[str]:
     names = []
     for run in runs:
         labels = [instance_name(flow, r) for r in run]
+        if not all(labels):  # the names its instances' layers share but for what names each instance
+            labels = [identity_name(flow, r, ids) if agree else ""
+                      for r, (ids, agree) in zip(run, _identities(flow, run))]
         common = labels[0] if all(labels) else ""
         for label in labels[1:]:
             n = 0

@@ -173,7 +173,7 @@ def test_resnet_stage_figures_by_hand():
 
 
 
-@pytest.mark.parametrize("fixture, blocks", [("resnet_stage.prototxt", "`Bottleneck`, 3 blocks: stage1.0"),
+@pytest.mark.parametrize("fixture, blocks", [("resnet_stage.prototxt", "`Bottleneck`, 3 blocks: res2.0"),
                                              ("inception_stage.prototxt", "`Inception`, 2 blocks: inception_3.0")])
 def test_cli_writes_inferred_blocks_with_the_flat_figures(fixture, blocks):
     """Through the command line, to stdout: the blocks infer_scopes finds (said to be inferred), with the
@@ -570,3 +570,64 @@ def test_several_outputs(tmp_path):
         + layer("head2", "Convolution", "t", "h2", conv) + layer("relu", "ReLU", "h2", "h2")
     graph = load_text(tmp_path, text)
     assert graph.outputs == ("head1", "relu") and graph.output == "relu"  # the blobs no layer reads, in order
+
+
+# ---- bytes, long diagnostics, blobs written twice --------------------------------------------------------
+
+
+def test_bytes_that_are_not_utf8_in_comments_and_strings(tmp_path):
+    """Caffe reads bytes: a file saved in GBK or Latin-1 imports when its odd bytes are in comments (or
+    names); elsewhere they are a located error whose caret stands on the byte."""
+    path = tmp_path / "gbk.prototxt"
+    text = (HEAD + CONV).encode()
+    path.write_bytes(b"# \xc4\xe3\xba\xc3 (GBK)\n" + text.replace(b'name: "conv1"', b'name: "conv1\xe9"')
+                     + b'layer { name: "r" type: "ReLU" bottom: "conv1" top: "conv1" }  # caf\xe9\n')
+    graph = caffe.load(path)
+    assert [layer.op for layer in graph.layers] == ["conv", "relu"]
+    assert graph.layers[0].name == "conv1_xe9"  # the name's byte as `\xe9`, sanitized
+    path.write_bytes(b"# \xc4\xe3\n" + text.replace(b"num_output: 8", b"num_output:\xa08"))
+    with pytest.raises(ImportFailure) as info:
+        caffe.load(path)
+    diagnostic, sources = info.value.diagnostic()
+    shown = diagnostic.render(sources)
+    column = text.split(b"\n")[3].index(b"num_output:") + len("num_output:") + 1
+    assert shown.startswith(f"{path}:5:{column}: error: byte 0xA0 is not UTF-8 text"), shown
+    assert "save the file as UTF-8" in diagnostic.help and "spec" not in diagnostic.help
+    assert "\ufffd" in sources[str(path)] and "\udca0" not in shown  # printable: U+FFFD stands for the byte
+
+
+def test_thousands_of_unclosed_messages_are_one_short_line(tmp_path):
+    shown, path = failure(tmp_path, HEAD + "layer { " * 10_000)
+    first = shown.splitlines()[0]
+    column = 8 * 9_999 + len("layer ") + 1  # the last `{`
+    assert first == (f"{path}:4:{column}: error: the file ends before this `{{` is closed (inside the messages "
+                     "opened on line 4, line 4, line 4 and 9,996 more)"), first
+    assert len(shown) < 2000
+    shown, _ = failure(tmp_path, HEAD + "layer {\n a {\n")
+    assert "(inside the message opened on line 4)" in shown
+
+
+@pytest.mark.parametrize("second, where, first", [
+    (layer("conv2", "Convolution", "data", "conv1", "convolution_param { num_output: 4 kernel_size: 1 }"),
+     5, "layer `conv1` (line 4)"),
+    (layer("relu", "ReLU", "conv1", "data"), 5, "the network's input"),
+    (layer("sum", "Eltwise", ["data", "conv1"], "conv1"), 5, "layer `conv1` (line 4)"),  # in place in position 2
+])
+def test_a_blob_written_by_two_layers(tmp_path, second, where, first):
+    """Caffe refuses a top "produced by multiple sources" (not in place): so does the import, at the
+    second layer's top, rather than leave the first layer a dead branch."""
+    shown, path = failure(tmp_path, HEAD + CONV.replace("kernel_size: 3", "kernel_size: 1") + second)
+    top = second.split("\n")[0]
+    assert shown.startswith(f"{path}:{where}:{top.index('top:') + 1}: error: "), shown
+    assert f"which {first} writes already" in shown and "in place" in shown
+
+
+def test_in_place_and_phase_filtered_layers_write_a_blob_again(tmp_path):
+    conv = CONV.replace("kernel_size: 3", "kernel_size: 1")
+    text = HEAD + (layer("data_train", "Data", [], "data", "include { phase: TRAIN }") + conv
+                   + layer("relu", "ReLU", "conv1", "conv1")  # in place
+                   + layer("sum", "Eltwise", ["conv1", "data"], "conv1")  # in place: the bottom in position 1
+                   + layer("drop", "Dropout", "conv1", "out", "include { phase: TRAIN }")
+                   + layer("scale", "Scale", "conv1", "out"))  # `out` of a layer Caffe's TEST net has not
+    graph = load_text(tmp_path, text.replace(' bottom: ""', ""))
+    assert [layer.op for layer in graph.layers] == ["conv", "relu", "add", "scale"]

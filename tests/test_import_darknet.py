@@ -390,7 +390,8 @@ MALFORMED = [
      "a reference to layer 1, the [yolo] head", "feeding the head"),
     (CONV + "[route]\nlayers=-1\ngroups=3\n", 12, 8, "4 channels, which do not split into 3 groups", "groups"),
     (CONV + "[maxpool]\nsize=2\nstride=1\nstride=2\n", 13, 1, "`stride` is given twice", "keep one"),
-    (CONV + "[route]\nlayers=0, -1\n", 11, 11, "the route lists layer 0 twice", "once"),
+    ("[yolo]\nmask=0\nclasses=2\nnum=1\n", 5, 1, "the [yolo] head reads the network's input, 3 channels, but its "
+     "1 anchors x (2 classes + 5) need 7", "[convolutional] layer: put one with filters=7 before it"),
     (CONV + "[shortcut]\nfrom=-1\n", 11, 6, "adds layer 0's output to itself", "distinct"),
     ("[connected]\noutput=5\n[convolutional]\nfilters=2\n", 7, 1, "needs an image", "[connected]"),
     (CONV + "[upsample]\nstride=2\nscale=0.5\n", 12, 1, "`scale` of [upsample] is not supported", "`stride`"),
@@ -592,3 +593,63 @@ def test_yolov4_tiny_imports():
     assert inferred.params == 6_056_606
     assert inferred.output_shapes == {"conv29": (255, 13, 13), "conv36": (255, 26, 26)}
     assert "channels(c // 2, c)" in text and "concat(upsample33, leaky_relu23)" in text, text
+
+
+# ---- a layer routed twice, sections without keys, bytes that are not UTF-8 --------------------------------
+
+SELF_ROUTE = NET + CONV + "[route]\nlayers=-1,-1\n" + "[route]\nlayers=0,-1,0\ngroups=2\ngroup_id=1\n" + \
+    "[convolutional]\nfilters=2\nsize=1\nactivation=linear\n"
+
+
+def test_route_listing_a_layer_twice_concatenates_it_with_itself(tmp_path):
+    """Darknet accepts `layers=-1,-1` (a concat of a tensor with itself): so does the import."""
+    path = tmp_path / "self_route.cfg"
+    path.write_text(SELF_ROUTE)
+    graph = darknet.load(path)
+    concat1, concat2 = (layer for layer in graph.layers if layer.op == "concat")
+    assert concat1.inputs == ("leaky_relu0", "leaky_relu0") and concat1.shape == (8, 8, 8)
+    # the second half of each of layer 0 (4 channels), layer 1 (8) and layer 0 again: 2 + 4 + 2
+    assert [graph.layer(i).args for i in concat2.inputs] == [{"start": 2, "stop": 4}, {"start": 4, "stop": 8},
+                                                            {"start": 2, "stop": 4}]
+    assert concat2.shape == (8, 8, 8) and graph.layer("conv3").args["out"] == 2
+    # end to end: the compiled spec computes Darknet's outputs
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (3, 8, 8))
+    floats, reference = _darknet(SELF_ROUTE, x, rng)
+    weights = tmp_path / "self_route.weights"
+    _write_weights(weights, floats)
+    assert _max_difference(_compiled(graph, weights), x, reference) <= 1e-5
+
+
+def test_a_section_without_keys_is_built_from_darknet_defaults_with_a_warning(tmp_path):
+    """A file cut right after `[convolutional]`: Darknet builds a 1x1 conv of one filter with a logistic
+    activation from its defaults (announcing each); the import does the same and says so."""
+    path = tmp_path / "cut.cfg"
+    path.write_text(NET + CONV + "[convolutional]\n")
+    graph = darknet.load(path)
+    assert [(layer.op, layer.args) for layer in graph.layers[-2:]] == [
+        ("conv", {"out": 1, "kernel": 1, "stride": 1, "pad": 0, "groups": 1, "bias": True}), ("sigmoid", {})]
+    (warning,) = graph.warnings
+    assert warning == (f"[convolutional] at {path}:10 has no keys: it is built from Darknet's defaults (filters=1, "
+                       "size=1, stride=1, activation=logistic); is the file cut short?")
+    path.write_text(NET + CONV + "[avgpool]\n[softmax]\n[cost]\n")  # sections that take no keys
+    assert darknet.load(path).warnings == []
+
+
+def test_bytes_that_are_not_utf8_in_comments(tmp_path):
+    """Darknet reads bytes: a cfg with comments in GBK or Latin-1 imports; such a byte in a key or value
+    is a located error, its caret on the byte."""
+    path = tmp_path / "gbk.cfg"
+    path.write_bytes(b"# \xc4\xe3\xba\xc3\n" + NET.encode() + b"; caf\xe9\n" + CONV.encode().replace(
+        b"filters=4", b"filters=4  # \xff\xfe"))
+    graph = darknet.load(path)
+    assert graph.layer("conv0").args["out"] == 4
+    odd = CONV.encode().replace(b"activation=leaky", b"activation=l\xe9aky")
+    path.write_bytes(b"# \xc4\xe3\n" + NET.encode() + odd)
+    with pytest.raises(ImportFailure) as info:
+        darknet.load(path)
+    diagnostic, sources = info.value.diagnostic()
+    shown = diagnostic.render(sources)
+    assert shown.startswith(f"{path}:10:13: error: byte 0xE9 is not UTF-8 text"), shown
+    assert "Darknet reads bytes" in diagnostic.help and "spec" not in diagnostic.help
+    assert "activation=l\ufffdaky" in shown and "\udce9" not in shown

@@ -156,3 +156,147 @@ def test_tensors_read_out_of_order_are_named(training):
         assert net.output_shapes == {"h": (4, 16, 16), "aux": (4, 16, 16)}
     else:
         assert net.output_shapes == {"output": (4, 16, 16)}
+
+
+# ---- long and deep graphs: no recursion per layer, memory linear in the layers ----------------------------
+
+
+def relu_chain(n: int, convs: bool = False) -> LayerGraph:
+    """n layers in a row: unnamed ReLUs (with `convs`, each after a conv `cI`, half the layers each)."""
+    layers, prev = [], INPUT
+    for i in range(n // 2 if convs else n):
+        if convs:
+            layers.append(Layer(f"c{i}", "conv", _conv(3, 1), (prev,), f"conv_{i}", shape=(3, 8, 8),
+                                holds_weights=True))
+            prev = f"c{i}"
+        layers.append(Layer(f"r{i}", "relu", {"inplace": False}, (prev,), None, shape=(3, 8, 8)))
+        prev = f"r{i}"
+    return LayerGraph("chain", (3, 8, 8), layers, prev)
+
+
+def test_immediate_dominators_of_residuals_and_branches():
+    from graphdsl.importers.structure import immediate_dominators
+
+    # 0 -> 1 -> 2 = add(1, 0); 3, 4 from 2; 5 = concat(3, 4, 2); 6 = add(5, in)
+    preds = [["in"], [0], [1, 0], [2], [2], [3, 4, 2], [5, "in"]]
+    assert immediate_dominators(preds, "the network") == {"in": None, 0: "in", 1: 0, 2: 0, 3: 2, 4: 2, 5: 2, 6: "in"}
+    with pytest.raises(ImportFailure, match="does not start at its input"):
+        immediate_dominators([["in"], []], "the network")  # an item computed from nothing
+
+
+def test_a_chain_of_5000_layers_lifts_prints_and_checks():
+    # structure.chain() recursed once per layer (RecursionError from ~1000 layers on), and kept every
+    # item's set of dominators (quadratic memory); the printer and the elaborator take 5000 statements
+    graph = relu_chain(5000, convs=True)
+    text = print_module(lift(graph))
+    assert text.count("\n    relu\n") == 2500 and "conv_2499: conv(3, 1)" in text
+    net = graphdsl.load(text=text)
+    assert net.params == 2500 * (3 * 3 + 3) and net.output_shapes == {"output": (3, 8, 8)}
+
+
+def test_lifting_takes_memory_linear_in_the_layers():
+    import tracemalloc
+
+    graph = relu_chain(3000)
+    tracemalloc.start()
+    try:
+        lift(graph)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 30e6, peak  # ~2 MB; a set of dominators per layer took ~250 MB here
+
+
+def test_a_long_chain_of_residuals_and_named_merges():
+    # 1000 residual adds in a row (each then a ReLU), then 1000 gates `mul(conv(x), x)` of an unnamed ReLU:
+    # names `relu1` .. `relu1000`, found without counting from 1 each time
+    layers, prev = [], INPUT
+    for i in range(2000):
+        layers.append(Layer(f"c{i}", "conv", _conv(3, 1), (prev,), f"conv_{i}", shape=(3, 8, 8), holds_weights=True))
+        layers.append(Layer(f"m{i}", "add" if i < 1000 else "mul", {}, (f"c{i}", prev), None, shape=(3, 8, 8)))
+        layers.append(Layer(f"r{i}", "relu", {"inplace": False}, (f"m{i}",), None, shape=(3, 8, 8)))
+        prev = f"r{i}"
+    graph = LayerGraph("residuals", (3, 8, 8), layers, prev)
+    text = print_module(lift(graph))
+    assert text.count("residual { conv_") == 1000 and "residual { conv_998: conv(3, 1) }\n    relu\n" in text
+    assert "relu1000 = relu\n    from relu1000\n    conv_1999: conv(3, 1)\n    mul(conv_1999, relu1000)" in text
+    assert graphdsl.load(text=text).params == 2000 * 12
+
+
+def nested_residuals(depth: int) -> LayerGraph:
+    """Convs t0 .. t{depth}, then adds back: u{d} = t{d} + (u{d+1} or t{depth}): residuals `depth` deep."""
+    layers, prev = [], INPUT
+    for d in range(depth + 1):
+        layers.append(Layer(f"t{d}", "conv", _conv(3, 1), (prev,), f"t{d}", shape=(3, 4, 4), holds_weights=True))
+        prev = f"t{d}"
+    for d in range(depth - 1, -1, -1):
+        layers.append(Layer(f"u{d}", "add", {}, (prev, f"t{d}"), None, shape=(3, 4, 4)))
+        prev = f"u{d}"
+    return LayerGraph("nested", (3, 4, 4), layers, prev)
+
+
+@pytest.mark.parametrize("depth, nested", [(3, True), (32, True), (33, False), (400, False)])
+def test_merges_nested_too_deep_are_written_with_tensor_names(depth, nested):
+    from graphdsl.importers.structure import MAX_MERGE_NESTING
+
+    assert MAX_MERGE_NESTING == 32
+    text = print_module(lift(nested_residuals(depth)))
+    assert (text.count("residual {") == depth) if nested else ("residual" not in text and "add1 = add(t" in text)
+    assert graphdsl.load(text=text).params == (depth + 1) * 12
+
+
+# ---- a merge of a tensor with itself: the later copies through `identity` ---------------------------------
+
+
+def merged_with_itself(op: str, source: str, copies: int = 2) -> LayerGraph:
+    """`op` of `copies` times one tensor — conv `c`'s output, or the network's input — then a ReLU."""
+    channels = 4 if source == "c" else 3
+    out = (channels * (copies if op == "concat" else 1), 8, 8)
+    layers = [Layer("c", "conv", _conv(4, 3, pad=1), (INPUT,), "c", shape=(4, 8, 8), holds_weights=True)] \
+        if source == "c" else []
+    layers += [Layer("m", op, {}, (source,) * copies, None, shape=out, where="node m"),
+               Layer("r", "relu", {"inplace": False}, ("m",), None, shape=out)]
+    return LayerGraph("itself", (3, 8, 8), layers, "r")
+
+
+@pytest.mark.parametrize("source", ["c", INPUT])
+@pytest.mark.parametrize("op, written", [
+    ("add", "residual { identity }"),
+    ("mul", "identity1 = identity\n    mul(SOURCE, identity1)"),
+    ("concat", "concat {\n        []\n        identity\n    }"),
+])
+def test_a_merge_of_a_tensor_with_itself_passes_a_copy_through_identity(op, written, source):
+    graph = merged_with_itself(op, source)
+    text = print_module(lift(graph))
+    assert written.replace("SOURCE", "in" if source == INPUT else "c") in text, text
+    net = graphdsl.load(text=text)
+    assert net.params == (4 * 3 * 9 + 4 if source == "c" else 0)
+    assert net.output_shapes == {"output": graph.layer("r").shape}
+
+
+def test_each_later_copy_gets_its_own_identity():
+    from graphdsl.importers.lift import copies_through_identity
+
+    graph = merged_with_itself("add", "c", copies=3)
+    graph.layers.insert(0, Layer("m_copy", "relu", {}, (INPUT,), None, shape=(3, 8, 8)))  # the name is taken
+    graph.layers[1].inputs = ("m_copy",)
+    rebuilt = copies_through_identity(graph)
+    copies = [layer for layer in rebuilt.layers if layer.op == "identity"]
+    assert [(c.name, c.inputs, c.shape, c.path, c.where) for c in copies] == \
+        [("m_copy_2", ("c",), (4, 8, 8), None, "node m"), ("m_copy_3", ("c",), (4, 8, 8), None, "node m")]
+    assert rebuilt.layer("m").inputs == ("c", "m_copy_2", "m_copy_3")
+    assert [layer.name for layer in rebuilt.layers][-4:] == ["m_copy_2", "m_copy_3", "m", "r"]
+    assert copies_through_identity(two_heads()) is not None and \
+        copies_through_identity(rebuilt) is rebuilt  # nothing read twice: the graph itself
+    text = print_module(lift(graph))
+    assert text.count(" = identity\n") == 2 and graphdsl.load(text=text).params == 4 * 3 * 9 + 4
+
+
+@pytest.mark.parametrize("op", ["add", "mul", "concat"])
+def test_a_merge_with_itself_computes_the_same(op):
+    torch = pytest.importorskip("torch")
+    module = graphdsl.load(text=print_module(lift(merged_with_itself(op, INPUT)))).to_torch().eval()
+    x = torch.randn(2, 3, 8, 8)
+    expected = {"add": x + x, "mul": x * x, "concat": torch.cat([x, x], 1)}[op].relu()
+    with torch.no_grad():
+        assert torch.equal(module(x), expected)

@@ -24,7 +24,7 @@ torch = pytest.importorskip("torch")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import graphdsl  # noqa: E402
-from graphdsl.importers import ImportFailure, lift, onnx_model  # noqa: E402
+from graphdsl.importers import ImportFailure, lift, onnx_model, onnx_ops  # noqa: E402
 from graphdsl.importers.command import import_  # noqa: E402
 from graphdsl.printer import print_module  # noqa: E402
 
@@ -237,6 +237,22 @@ def test_plain_graph_imports_flat_with_hand_computed_figures(tmp_path):
     assert relative_difference(path, compiled(graph, net), net.input_shape) < 1e-5
 
 
+def test_torchscript_node_names_give_module_paths(tmp_path):
+    """torch.onnx.export(dynamo=False) names a node by its modules' scopes, a container's child extending
+    the container's name: the layer's path is the module's (its state_dict prefix), sanitized."""
+    n = helper.make_node
+    nodes = [n("Conv", ["x", "w0"], ["a"], "/conv1/Conv", kernel_shape=[1, 1]),
+             n("Conv", ["a", "w1"], ["b"], "/layer1/layer1.0/conv1/Conv", kernel_shape=[1, 1]),
+             n("Conv", ["a", "w2"], ["c"], "/layer1/layer1.0/downsample/downsample.0/Conv", kernel_shape=[1, 1]),
+             n("Add", ["b", "c"], ["y"], "/layer1/layer1.0/Add")]
+    inits = [tensor(f"onnx::Conv_{k}", weights(4, 3 if k == 0 else 4, 1, 1)) for k in range(3)]
+    for node, init in zip(nodes, inits):
+        node.input[1] = init.name
+    graph = onnx_model.load(model_file(tmp_path, nodes, inits, input_shape=(1, 3, 8, 8)))
+    assert [layer.path for layer in graph.layers if layer.holds_weights] == \
+        ["conv1", "layer1_0_conv1", "layer1_0_downsample_0"]
+
+
 def test_plain_graph_through_the_cli(tmp_path):
     path = plain_model(tmp_path)
     out, state = tmp_path / "plain.cnn", tmp_path / "plain.pt"
@@ -446,6 +462,67 @@ def test_two_inputs(tmp_path):
     assert "2 inputs" in e.message and e.where == "x2"
 
 
+def test_every_failure_of_the_onnx_front_end_has_a_help():
+    """Each `self.fail(...)` and `ImportFailure(...)` in onnx_model.py and onnx_ops.py passes a help: read
+    from the source, so that a new one without cannot slip in on a path no test reaches."""
+    import ast
+
+    missing = []
+    for module in (onnx_model, onnx_ops):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(source)):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", None))
+            needed = {"fail": 3, "ImportFailure": 2}.get(name)
+            if needed and len(node.args) < needed and not any(k.arg == "help" for k in node.keywords):
+                missing.append(f"{Path(module.__file__).name}:{node.lineno}")
+    assert not missing
+
+
+@pytest.mark.parametrize("dims, message", [
+    ([-4, 3, 3, 3], "impossible shape [-4, 3, 3, 3] (a negative dimension)"),
+    ([2 ** 31, 2 ** 31, 3, 3], "[2147483648, 2147483648, 3, 3]: more values than an ONNX file of 2 GiB holds"),
+])
+def test_initializer_of_an_impossible_shape(tmp_path, dims, message):
+    weight = onnx.TensorProto(name="w", data_type=TensorProto.FLOAT)
+    weight.dims.extend(dims)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], "conv_0", kernel_shape=[3, 3])]
+    e = failure(model_file(tmp_path, nodes, [weight]))
+    assert e.where == "w" and message in e.message and "re-export" in e.help
+
+
+@pytest.mark.parametrize("input_shape, message", [
+    ((1, 3, 100_000, 100_000), "the input `x` is too large (1x3x100000x100000)"),
+    ((1, 3, 2, 2, 2), "the input `x` is 1x3x2x2x2: graphdsl networks take images (N x C x H x W) or vectors"),
+    ((1, 3, 2, 2, 2, 2), "the input `x` is 1x3x2x2x2x2"),
+    ((1, 3, 16), "the input `x` is 1x3x16"),
+])
+def test_inputs_graphdsl_cannot_take(tmp_path, input_shape, message):
+    nodes = [helper.make_node("Relu", ["x"], ["y"], "relu")]
+    e = failure(model_file(tmp_path, nodes, [], input_shape=input_shape))
+    assert e.where == "x" and message in e.message
+
+
+def test_output_that_no_node_computes(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["z"], "relu")]
+    e = failure(model_file(tmp_path, nodes, []))
+    assert e.where == "y" and "the output `y` is computed by no node" in e.message and "re-export" in e.help
+
+
+@pytest.mark.parametrize("attrs, shape, message", [
+    ({"group": 0}, (4, 3, 3, 3), "group=0 is not a positive number"),
+    ({"group": -1}, (4, 3, 3, 3), "group=-1 is not a positive number"),
+    ({"group": 2}, (4, 3, 3, 3), "group=2 does not divide its 3 input channels and 4 outputs"),
+    ({"group": 3}, (4, 1, 3, 3), "group=3 does not divide its 3 input channels and 4 outputs"),
+    ({"strides": [0, 0]}, (4, 3, 3, 3), "strides [0, 0] / dilations [1, 1] are not two positive numbers"),
+])
+def test_convolution_attributes_out_of_range(tmp_path, attrs, shape, message):
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], "conv_0", kernel_shape=[3, 3], **attrs)]
+    e = failure(model_file(tmp_path, nodes, [tensor("w", weights(*shape))]))
+    assert e.where == "conv_0" and e.message == f"Conv: {message}"
+
+
 @pytest.mark.parametrize("attrs, message", [
     ({"pads": [0, 0, 1, 1]}, "asymmetric padding"),
     # 32 rows, 3x3, stride 2: 16 outputs need (16 - 1) * 2 + 3 = 33 rows, one row of padding
@@ -539,4 +616,4 @@ def test_damaged_models_fail_cleanly(tmp_path):
         try:
             onnx_model.load(path)
         except ImportFailure as e:
-            assert e.where and e.message
+            assert e.where and e.message and e.help

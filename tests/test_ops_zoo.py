@@ -268,8 +268,9 @@ def test_scale_is_a_bare_parameter_at_its_own_path():
     assert torch.all(sd["features.1.1.layer_scale"] == 1e-6)
     assert "features.1.0.blk.3.weight" in sd and not any(k.startswith("features.1.0.layer_scale.") for k in sd)
     text = net.source()
-    assert "self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * 1e-06)" in text
-    assert "self.layer_scale * " in text and "Cnblock(8, 0.0125, 32)" in text and "Cnblock(16, 0.05, 64)" in text
+    assert "self.layer_scale = nn.Parameter(torch.ones(dim, 1, 1) * layer_scale)" in text
+    assert "self.layer_scale * " in text and "Cnblock(8, 8, sd_prob=0.0125)" in text
+    assert "Cnblock(16, 16, sd_prob=0.05)" in text
     assert tuple(sd["features.3.0.layer_scale"].shape) == (16, 1, 1)
     assert text.count("class Cnblock(") == 1
     # the block's scope holds a parameter: a class, never an nn.Sequential

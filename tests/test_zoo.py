@@ -120,5 +120,8 @@ def test_every_command_on_every_model(model, tmp_path):
 
 def test_convnext_layer_scale_reaches_every_block():
     """`-D layer_scale=0.5` initialises every block's layer scale, as torchvision's `layer_scale=0.5`."""
-    source = graphdsl.load(spec_path("convnext_tiny"), layer_scale=0.5).source()
-    assert source.count("nn.Parameter(") == source.count("* 0.5)") >= 1
+    net = graphdsl.load(spec_path("convnext_tiny"), layer_scale=0.5)
+    source = net.source()
+    assert "nn.Parameter(torch.ones(c, 1, 1) * layer_scale)" in source and "layer_scale=0.5" in source
+    scales = [v for k, v in net.to_torch().state_dict().items() if k.endswith("layer_scale")]
+    assert len(scales) == 18 and all(bool((s == 0.5).all()) for s in scales)

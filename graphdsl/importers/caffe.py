@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import keyword
 import math
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +27,7 @@ from .. import budget
 from ..diagnostics import Span
 from ..syntax import NAME_RESERVED
 from .ir import INPUT, Layer, LayerGraph, unique_name
-from .prototxt import Field, Ident, Message, QuotedFailure, parse
+from .prototxt import Field, Ident, Message, QuotedFailure, decode, parse
 
 MAX_LAYERS = budget.MAX_LAYERS  # graphdsl's own limit on the nodes of a graph
 MAX_CHANNELS = 1 << 20  # channels, features, num_output
@@ -40,6 +42,7 @@ DATA_LAYERS = ("Data", "ImageData", "HDF5Data", "MemoryData", "WindowData", "Dum
 TRAINING_LAYERS = ("Accuracy", "Silence")  # and every type ending in `Loss`
 FOLDED = "folded into its Scale: "  # the mark of a BatchNorm's output once its Scale joins it
 DATA_REASON = "a data layer (the spec's input stands for it)"
+TRAIN_ONLY, NOT_IN_TEST = "it runs in the TRAIN phase only", "it does not run in the TEST phase"  # not in the net
 # the V1 syntax (`layers { type: CONVOLUTION }`): its enum names of the types above
 V1_TYPES = {"CONVOLUTION": "Convolution", "POOLING": "Pooling", "LRN": "LRN", "RELU": "ReLU", "SIGMOID": "Sigmoid",
             "TANH": "TanH", "INNER_PRODUCT": "InnerProduct", "DROPOUT": "Dropout", "CONCAT": "Concat",
@@ -85,24 +88,34 @@ def load(path: Path, name: str | None = None, input_shape: tuple[int, ...] | Non
     """The LayerGraph of a Caffe network definition. `input_shape` (without the batch) overrides the
     file's input. What the spec leaves out is appended to `warnings` (and to the graph's). Raises
     ImportFailure (a QuotedFailure: its diagnostic quotes the line) for anything it cannot import."""
-    from ..program import read_source
     from ..text import normalize_newlines
 
     file = str(path)
-    text, problem = read_source(file)
-    if problem is not None:
-        message = problem.message.replace("not a .cnn spec", "not a prototxt")
-        raise QuotedFailure(message, "give a Caffe network definition in protobuf text format (deploy.prototxt)"
-                            if "binary" in message else problem.help, problem.span)
-    if len(text) > MAX_FILE_BYTES:
-        raise QuotedFailure(f"`{file}` is larger than {MAX_FILE_BYTES:,} bytes", "a network definition is far "
-                            "smaller; is this a .caffemodel (weights) or a data file?", Span(file, 1, 1, 1, 1))
-    text = normalize_newlines(text)
+    text = normalize_newlines(decode(_read(file)))
     root = parse(text, file)
     graph = _Net(file, text, root, name, input_shape).build()
     if warnings is not None:
         warnings.extend(graph.warnings)
     return graph
+
+
+def _read(file: str) -> bytes:
+    """The bytes of a regular file of at most MAX_FILE_BYTES that holds no NUL."""
+    try:
+        st = os.stat(file)
+        if not stat.S_ISREG(st.st_mode):
+            raise QuotedFailure(f"cannot read `{file}`: it is not a regular file", "give the prototxt file itself")
+        with open(file, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as e:
+        raise QuotedFailure(f"cannot read `{file}`: {e.strerror or e}", "check the path") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise QuotedFailure(f"`{file}` is larger than {MAX_FILE_BYTES:,} bytes", "a network definition is far "
+                            "smaller; is this a .caffemodel (weights) or a data file?", Span(file, 1, 1, 1, 1))
+    if b"\0" in data:
+        raise QuotedFailure(f"`{file}` is a binary file, not a prototxt", "give a Caffe network definition in "
+                            "protobuf text format (deploy.prototxt)", Span(file, 1, 1, 1, 1))
+    return data
 
 
 def sanitize(name: str) -> str:
@@ -142,6 +155,7 @@ class _Net:
         self.batchnorms: set[str] = set()  # IR layers made from a Caffe BatchNorm (a Scale may join them)
         self.names: set[str] = set()
         self.warnings: list[str] = []
+        self.writers: dict[str, str] = {}  # blob -> who wrote it first: "layer `conv1` (line 12)"
 
     # ---- diagnostics ---------------------------------------------------------------------------------
 
@@ -268,6 +282,7 @@ class _Net:
         self.check_shape(shape, at)
         self.input_shape = shape
         self.blobs[blob] = _Blob(INPUT, shape)
+        self.writers.setdefault(blob, "the network's input")
 
     def net_inputs(self) -> None:
         """`input: "data"` with `input_dim` x4 or `input_shape { dim ... }` (the net-level form)."""
@@ -334,13 +349,16 @@ class _Net:
         tops = [self.blob_name(t) for t in msg.all("top")]
         skip = self.skipped(msg, kind)
         if skip:
+            in_net = skip not in (TRAIN_ONLY, NOT_IN_TEST)  # Caffe's TEST net holds this layer
+            if in_net:
+                self.written_once(caffe_name, f, bottoms, tops)
             self.warnings.append(f"layer `{caffe_name}` ({kind}, line {f.line}) is left out: {skip}")
             if skip == DATA_REASON and tops and self.input_shape is None:
                 self.data_input(tops[0], caffe_name, f)
                 tops = tops[1:]
             read = {b.value for b in bottoms}
-            for t in tops:  # an in-place layer left out leaves its blob as it was
-                if t.value not in read:
+            for t in tops:  # an in-place layer left out leaves its blob as it was; one of another phase
+                if t.value not in read and (in_net or t.value not in self.blobs):  # never hides the TEST net's
                     self.blobs[t.value] = _Blob("", None, caffe_name)
             return
         if kind not in SUPPORTED:
@@ -354,9 +372,11 @@ class _Net:
         else:
             self.known_fields(param, param_key, known)
         if kind == "Input":
+            self.written_once(caffe_name, f, bottoms, tops)
             self.input_layer(f, caffe_name, param, tops)
             return
         ins = [self.resolve(b, caffe_name) for b in bottoms]
+        self.written_once(caffe_name, f, bottoms, tops)
         if not ins:
             self.fail(f"layer `{caffe_name}` has no `bottom`", f, "name the blob it reads: `bottom: \"conv1\"`")
         if not tops:
@@ -377,6 +397,17 @@ class _Net:
             self.fail(f"{kind} `{caffe_name}` has one bottom", f, f"a {kind} joins two blobs or more")
         made = getattr(self, f"_{kind.lower()}")(f, caffe_name, param, ins)
         self.blobs[tops[0].value] = made
+
+    def written_once(self, caffe_name: str, f: Field, bottoms: list[Field], tops: list[Field]) -> None:
+        """Caffe's rule (Net::AppendTop): a top names a new blob, or the bottom in its own position (in
+        place); a blob written by two layers otherwise is "produced by multiple sources"."""
+        for k, top in enumerate(tops):
+            first = self.writers.get(top.value)
+            if first is not None and not (k < len(bottoms) and bottoms[k].value == top.value):
+                self.fail(f"layer `{caffe_name}` writes `{top.value}`, which {first} writes already", top,
+                          "Caffe refuses a blob produced by two layers: a layer writes an earlier blob only in "
+                          f'place (`bottom: "{top.value}"` in the same position); give this top a new name')
+            self.writers.setdefault(top.value, f"layer `{caffe_name}` (line {f.line})")
 
     def blob_name(self, f: Field) -> Field:
         if not isinstance(f.value, str) or isinstance(f.value, Ident) or not f.value:
@@ -410,12 +441,12 @@ class _Net:
         """Why this layer is left out of the spec, or None."""
         for rule in msg.all("include"):
             if isinstance(rule.value, Message) and self.enum(rule.value, "phase", "TEST") == "TRAIN":
-                return "it runs in the TRAIN phase only"
+                return TRAIN_ONLY
         for rule in msg.all("exclude"):
             if isinstance(rule.value, Message) and self.enum(rule.value, "phase", "") == "TEST":
-                return "it does not run in the TEST phase"
+                return NOT_IN_TEST
         if self.one(msg, "phase") is not None and self.enum(msg, "phase", "TEST") == "TRAIN":
-            return "it runs in the TRAIN phase only"
+            return TRAIN_ONLY
         if kind in DATA_LAYERS:
             return DATA_REASON
         if kind in TRAINING_LAYERS or kind.endswith("Loss"):

@@ -39,6 +39,7 @@ from ..diagnostics import Span
 from ..ops.base import sliding_out
 from ..values import Symbol
 from .ir import INPUT, ImportFailure, Layer, LayerGraph
+from .prototxt import STRAY_BYTE, QuotedFailure, decode, stray_byte_failure
 
 MAX_CFG_BYTES = 1 << 20  # yolov4.cfg is 12 KB
 MAX_SECTIONS = 4096  # yolov4 has 162 layers
@@ -72,6 +73,11 @@ KEYS = {
     "softmax": ("groups", "temperature"),
 }
 HEADS = ("yolo", "region")
+# what Darknet makes of a section without keys: its defaults, each announced ("filters: Using default
+# '1'") but no error. A network is never written so: the file is likely cut short, and the import says so
+DEFAULTS = {"convolutional": "filters=1, size=1, stride=1, activation=logistic", "maxpool": "size=1, stride=1",
+            "connected": "output=1, activation=logistic", "upsample": "stride=2", "dropout": "probability=.5",
+            "yolo": "classes=20, num=1", "region": "classes=20, num=1, coords=4"}
 
 
 # ---- reading the file: sections of keys, each with its place ------------------------------------------
@@ -105,10 +111,11 @@ class Cfg:
         self.file = str(path)
         self.path = path
         self.sections: list[Section] = []
+        self.text: str | None = None  # once read: what a diagnostic quotes
 
     def fail(self, message: str, help: str | None, line: int, col: int = 1, end_col: int | None = None):
         span = Span(self.file, line, col, line, end_col if end_col is not None else col + 1)
-        return ImportFailure(message, help, span=span)
+        return QuotedFailure(message, help, span, self.text)
 
     def at_key(self, entry: Entry, message: str, help: str | None = None):
         return self.fail(message, help, entry.line, entry.key_col, entry.value_col - 1)
@@ -133,11 +140,9 @@ class Cfg:
             data = self.path.read_bytes()
         except OSError as e:
             raise ImportFailure(f"cannot read `{self.file}`: {e.strerror or e}", "check the path") from None
-        try:
-            text = data.decode("utf-8-sig")  # a byte-order mark is no part of the first line
-        except UnicodeDecodeError as e:
-            line = data[:e.start].count(b"\n") + 1
-            raise self.fail("the file is not UTF-8 text", "a Darknet .cfg is a text file", line) from None
+        # Darknet reads bytes: those that are not UTF-8 (a comment in GBK or Latin-1) are kept one
+        # character each, so that columns stay, and refused outside comments
+        text = self.text = decode(data).replace("\r\n", "\n")
         current: Section | None = None
         for number, raw in enumerate(text.split("\n"), 1):
             body = re.split(r"[#;]", raw, maxsplit=1)[0].rstrip()
@@ -145,6 +150,9 @@ class Cfg:
             if not stripped:
                 continue
             start = len(body) - len(body.lstrip()) + 1
+            stray = STRAY_BYTE.search(body)
+            if stray is not None:
+                raise self.fail(*stray_byte_failure(stray.group(), "Darknet"), number, stray.start() + 1)
             if stripped.startswith("["):
                 if not stripped.endswith("]"):
                     raise self.fail(f"section header `{stripped}` is not closed", "write it as `[convolutional]`",
@@ -439,15 +447,11 @@ class Builder:
             raise opts.fail_at("group_id", f"group_id={group_id} is not below groups={groups}",
                                f"group_id goes from 0 to {groups - 1}")
         opts.done(KEYS["route"])
-        parts, sources = [], []
+        parts = []
         first = None  # the first layer's number, height and width
         for k, (target, start, end) in enumerate(refs):
             absolute = s.index + target if target < 0 else target
-            y = self.resolve(s, absolute, entry, start, end)
-            if y in sources:  # a concat of a tensor with itself
-                raise self.cfg.at_value(entry, f"the route lists layer {absolute} twice", "list each layer once",
-                                        start, end)
-            sources.append(y)
+            y = self.resolve(s, absolute, entry, start, end)  # listed twice: concatenated with itself, as Darknet
             c, h, w = self.image(s, y)
             if first is not None and (h, w) != first[1:]:
                 raise self.cfg.at_value(entry, f"layer {absolute} is {h}x{w}, layer {first[0]} is "
@@ -528,11 +532,15 @@ class Builder:
             anchors, per_anchor = num, classes + coords + 1
             what = f"{num} anchors x ({classes} classes + {coords} coords + 1)"
         if anchors * per_anchor != c:
-            producer = next((layer for layer in self.layers if layer.name == x), None)
-            line = producer.where.rpartition(":")[2] if producer is not None else "?"
+            needed = anchors * per_anchor
+            if x == INPUT:
+                raise self.cfg.at_section(s, f"the [{s.written}] head reads the network's input, {c} channels, "
+                                          f"but its {what} need {needed}", "a head decodes the output of a "
+                                          f"[convolutional] layer: put one with filters={needed} before it")
+            producer = next(layer for layer in self.layers if layer.name == x)
+            line = producer.where.rpartition(":")[2]
             raise self.cfg.at_section(s, f"the [{s.written}] head takes {c} channels, but its {what} need "
-                                      f"{anchors * per_anchor}", f"set filters={anchors * per_anchor} in the layer "
-                                      f"feeding it (line {line})")
+                                      f"{needed}", f"set filters={needed} in the layer feeding it (line {line})")
         self.heads.append((x, s))
         self.warnings.append(f"the [{s.written}] head at {self.where(s)} is the network output `{x}`: its decoding "
                              "(sigmoids, anchors, grid offsets) is Darknet's post-processing and not part of the "
@@ -572,6 +580,9 @@ def load(path: Path, name: str | None = None, input_shape: tuple[int, ...] | Non
         if s.kind not in LAYER_SECTIONS:
             raise cfg.at_section(s, f"layer [{s.written}] is not supported",
                                  f"supported: {', '.join(f'[{k}]' for k in LAYER_SECTIONS)}")
+        if not s.entries and s.kind in DEFAULTS:
+            builder.warnings.append(f"[{s.written}] at {builder.where(s)} has no keys: it is built from Darknet's "
+                                    f"defaults ({DEFAULTS[s.kind]}); is the file cut short?")
         if s.kind in HEADS:
             builder.head(s, opts)
             builder.tensor.append(None)

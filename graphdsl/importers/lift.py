@@ -30,7 +30,7 @@ from ..diagnostics import Span
 from ..ops import REGISTRY
 from ..ops.base import REQUIRED
 from ..syntax import NAME_RESERVED
-from .ir import ImportFailure, LayerGraph, unique_name
+from .ir import INPUT, ImportFailure, Layer, LayerGraph, unique_name
 from .structure import (
     Instance,
     Lifter,
@@ -657,6 +657,31 @@ def running_concats(graph: LayerGraph) -> LayerGraph:
                                training_outputs=tuple(alias.get(o, o) for o in graph.training_outputs))
 
 
+def copies_through_identity(graph: LayerGraph) -> LayerGraph:
+    """A merge that reads one tensor more than once (ONNX's `Add(c, c)`, Caffe's Eltwise with one bottom
+    twice) reads each later copy through an `identity` layer of its own, just before it: graphdsl merges
+    no tensor with itself (`add(c, c)` does not check), and an identity computes nothing, holds no
+    weights and keeps the figures."""
+    import dataclasses
+
+    if not any(len(set(layer.inputs)) < len(layer.inputs) for layer in graph.layers):
+        return graph
+    taken = {layer.name for layer in graph.layers} | {INPUT}
+    shapes = {layer.name: layer.shape for layer in graph.layers} | {INPUT: graph.input_shape}
+    layers = []
+    for layer in graph.layers:
+        inputs = []
+        for i in layer.inputs:
+            if i in inputs:
+                copy = Layer(unique_name(f"{layer.name}_copy", taken), "identity", {}, (i,), None,
+                             layer.scopes, shapes[i], layer.where)
+                layers.append(copy)
+                i = copy.name
+            inputs.append(i)
+        layers.append(layer if tuple(inputs) == layer.inputs else dataclasses.replace(layer, inputs=tuple(inputs)))
+    return dataclasses.replace(graph, layers=layers)
+
+
 def _inside(layer, path: str) -> bool:
     """Whether `layer` is computed inside the module at `path`."""
     if layer is None:
@@ -669,7 +694,7 @@ def lift(graph: LayerGraph, name: str | None = None) -> ast.Module:
     name = name or graph.name
     # set by regions.infer_scopes; not a field of LayerGraph yet (ir.py), hence getattr
     inferred = graph.inferred_scopes
-    graph = running_concats(graph)
+    graph = copies_through_identity(running_concats(graph))
     lifter = Lifter(graph)
     root = module_tree(graph)
     items = lifter.statements(root)

@@ -34,6 +34,7 @@ MAX_FILE_BYTES = 2 * 1024 ** 3  # protobuf's own limit for one message
 MAX_NODES = 100_000
 MAX_FOLDED = 1 << 16  # elements of a constant computed by folding (shape arithmetic is a handful)
 
+DAMAGED = "the file is damaged or inconsistent; re-export it"
 FOLDABLE = {"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Slice", "Cast", "Add", "Sub", "Mul",
             "Div", "Reshape", "Identity"}
 CONTAINERS = ("torch.nn.modules.container.Sequential",)
@@ -137,9 +138,12 @@ class _Importer(Operators):
         from onnx import numpy_helper
 
         for t in self.graph.initializer:
-            n = math.prod(t.dims)
-            if any(d < 0 for d in t.dims) or n > MAX_FILE_BYTES:
-                raise ImportFailure(f"initializer `{t.name}` has the impossible shape {list(t.dims)}", where=t.name)
+            if any(d < 0 for d in t.dims):
+                raise ImportFailure(f"initializer `{t.name}` has the impossible shape {list(t.dims)} (a negative "
+                                    "dimension)", DAMAGED, where=t.name)
+            if math.prod(t.dims) > MAX_FILE_BYTES:
+                raise ImportFailure(f"initializer `{t.name}` has the impossible shape {list(t.dims)}: more values "
+                                    "than an ONNX file of 2 GiB holds", DAMAGED, where=t.name)
             try:
                 self.const[t.name] = numpy_helper.to_array(t)
             except Exception as e:  # noqa: BLE001 - a tensor whose data does not match its shape
@@ -162,9 +166,11 @@ class _Importer(Operators):
                                     "output from its input", where=out.name)
             value = self.act.get(out.name)
             if value is None:
-                raise ImportFailure(f"the output `{out.name}` is computed by no node", where=out.name)
+                raise ImportFailure(f"the output `{out.name}` is computed by no node",
+                                    "the file is damaged or was cut; re-export the model", where=out.name)
             if value.layer == INPUT:
-                raise ImportFailure(f"the output `{out.name}` is the input itself", where=out.name)
+                raise ImportFailure(f"the output `{out.name}` is the input itself", "export a network that computes "
+                                    "its output from its input", where=out.name)
             outputs.append(value.layer)
         if not outputs:
             raise ImportFailure("the graph has no outputs", "re-export the model", where=str(self.path))
@@ -194,6 +200,10 @@ class _Importer(Operators):
         self.batch = dims[0] if dims[0] is not None else BATCH
         given = self.requested_shape
         shown = "x".join(str(d) if d is not None else "?" for d in dims)
+        if len(dims) not in (2, 4):  # graphdsl's `input`: C x H x W or C, the batch implicit
+            raise ImportFailure(f"the input `{inp.name}` is {shown}: graphdsl networks take images "
+                                "(N x C x H x W) or vectors (N x C)", "export the model with a 4-D or 2-D input; "
+                                "graphdsl has no 1-D or 3-D convolutions", where=inp.name)
         if given is not None:
             if len(given) != len(dims) - 1 or any(d is not None and d != g for d, g in zip(dims[1:], given)):
                 raise ImportFailure(f"the input `{inp.name}` is {shown}, which a "
@@ -206,7 +216,9 @@ class _Importer(Operators):
         else:
             shape = tuple(dims[1:])
         if any(d > MAX_DIM for d in shape) or math.prod(shape) > MAX_DIM * 64:
-            raise ImportFailure(f"the input `{inp.name}` is too large ({shown})", where=inp.name)
+            raise ImportFailure(f"the input `{inp.name}` is too large ({shown})",
+                                f"graphdsl takes inputs of at most {MAX_DIM:,} per dimension and {MAX_DIM * 64:,} "
+                                "values per sample; export the model for a smaller input", where=inp.name)
         self.input_shape = tuple(shape)
         self.act[inp.name] = Value(INPUT, self.input_shape)
         return inp.name
@@ -405,14 +417,20 @@ class _Importer(Operators):
 
     def _flat_path(self, node, i: int, weight: str | None) -> str:
         """A unique identifier for a layer holding weights in a plain file: its node's name (the module
-        part of `/features/features.0/Conv`), else its weight's."""
+        path in `/features/features.0/Conv`), else its weight's."""
         text = node.name
         parts = text.split("/")
         if len(parts) > 2 and re.fullmatch(rf"{node.op_type}(_\d+)?", parts[-1]):
-            # torch's TorchScript exporter: `/layer1/layer1.0/conv1/Conv` is module `layer1.0.conv1`
-            scope, text = parts[-3], parts[-2]
-            if scope and not text.startswith(scope + "."):
-                text = f"{scope}.{text}"
+            # torch's TorchScript exporter names a node by its modules' scopes, where a container's child
+            # extends the container's name: `/layer2/layer2.0/downsample/downsample.0/Conv` is the module
+            # `layer2.0.downsample.0`, the prefix of its state_dict keys
+            path: list[str] = []
+            for scope in parts[1:-1]:
+                if path and scope.startswith(path[-1] + "."):
+                    path[-1] = scope
+                elif scope:
+                    path.append(scope)
+            text = ".".join(path)
         if not text and weight:
             text = re.sub(r"[._]?(weight|w)$", "", weight, flags=re.I)
         base = _identifier(text, node.op_type.lower())
@@ -432,7 +450,7 @@ class _Importer(Operators):
         if name in self.const:
             raise self.fail(i, f"its input {k + 1} (`{name}`) is a constant where a tensor computed from the "
                                "network's input is expected", "such nodes are not supported")
-        raise self.fail(i, f"input {k + 1} is missing")
+        raise self.fail(i, f"input {k + 1} is missing", DAMAGED)
 
     def constant(self, i: int, k: int, default=None, what: str = "this input", required: bool = False):
         node = self.nodes[i]
@@ -446,7 +464,8 @@ class _Importer(Operators):
         raise self.fail(i, f"{what} (`{name}`) is computed from the network's input; it must be a constant",
                         "export with constant folding, so that weights and sizes are initializers")
 
-    def fail(self, i: int, message: str, help: str | None = None) -> ImportFailure:
+    def fail(self, i: int, message: str, help: str) -> ImportFailure:
+        """The failure at node `i`: every one says what to do (`help`)."""
         return ImportFailure(f"{self.nodes[i].op_type}: {message}", help, where=self._where(i))
 
     def only_user(self, name: str):
@@ -466,7 +485,7 @@ class _Importer(Operators):
         declared = self.declared.get(output)
         if declared is not None and declared != shape:
             raise self.fail(i, f"the file says its output `{output}` is {_shape_text(declared)}, but a `{op}` "
-                               f"of {_shape_text(inputs[0].shape)} gives {_shape_text(shape)}")
+                               f"of {_shape_text(inputs[0].shape)} gives {_shape_text(shape)}", DAMAGED)
         holds = bool(weights)
         path, scopes = self._place(node, i if meta is None else meta, holds, weight_name)
         if holds:
@@ -545,10 +564,10 @@ class _Importer(Operators):
             data, idx = cs[0], cs[1].astype(np.int64)
             axis = a.get("axis", 0)
             if not -data.ndim <= axis < max(data.ndim, 1) or data.ndim == 0:
-                raise self.fail(i, f"axis {axis} of a constant of rank {data.ndim}")
+                raise self.fail(i, f"axis {axis} of a constant of rank {data.ndim}", DAMAGED)
             size = data.shape[axis]
             if idx.size and (idx.min() < -size or idx.max() >= size):
-                raise self.fail(i, "an index is out of range")
+                raise self.fail(i, "an index is out of range", DAMAGED)
             self._bound(i, data.size // max(size, 1) * idx.size)
             result = np.take(data, idx, axis=axis)
         elif op in ("Unsqueeze", "Squeeze"):
@@ -556,7 +575,7 @@ class _Importer(Operators):
             data = cs[0]
             if op == "Unsqueeze":
                 if axes is None:
-                    raise self.fail(i, "no axes")
+                    raise self.fail(i, "no axes", DAMAGED)
                 rank = data.ndim + len(axes)
                 shape = list(data.shape)
                 for ax in sorted(int(x) % rank for x in axes):
@@ -579,7 +598,7 @@ class _Importer(Operators):
             x, y = cs[0], cs[1]
             if op == "Div" and np.issubdtype(x.dtype, np.integer):
                 if np.any(y == 0):
-                    raise self.fail(i, "an integer division by zero")
+                    raise self.fail(i, "an integer division by zero", DAMAGED)
                 result = np.trunc(x / y).astype(x.dtype)  # ONNX truncates towards zero
             else:
                 result = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}[op](x, y)
@@ -590,9 +609,9 @@ class _Importer(Operators):
                 result = cs[0].reshape(target)
             except ValueError:
                 raise self.fail(i, f"a constant of shape {_shape_text(cs[0].shape)} cannot become "
-                                   f"{_shape_text(target)}") from None
+                                   f"{_shape_text(target)}", DAMAGED) from None
         else:  # pragma: no cover - FOLDABLE and the branches above agree
-            raise self.fail(i, "cannot fold this operator")
+            raise self.fail(i, "cannot fold this operator", f"supported: {', '.join(SUPPORTED)}")
         return np.asarray(result)
 
     def _bound(self, i: int, n: int) -> None:
@@ -610,7 +629,8 @@ class _Importer(Operators):
                            ("value_ints", np.int64)):
             if key in a:
                 return np.array(a[key], dtype=dtype)
-        raise self.fail(i, "a Constant of this kind (sparse or strings) is not supported")
+        raise self.fail(i, "a Constant of this kind (sparse or strings) is not supported",
+                        "supported: dense numeric constants (value, value_float(s), value_int(s))")
 
     def _slice_constant(self, i, node, a, cs):
         data = cs[0]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 BATCH = 2 ** 31 - 1  # the batch size in folded shape arithmetic when the file leaves it open
 MAX_DIM = 1 << 24  # any one dimension of a value
+DAMAGED = "the file is damaged or inconsistent; re-export it"
 SUPPORTED = ("Conv", "BatchNormalization", "Relu", "Clip (0..6 or 0..)", "Sigmoid", "HardSigmoid", "HardSwish",
              "Tanh", "LeakyRelu", "Elu", "Gelu", "x * Sigmoid(x) (silu)", "MaxPool", "AveragePool",
              "GlobalAveragePool", "GlobalMaxPool", "ReduceMean/ReduceMax over H, W", "Gemm", "MatMul (+ Add)",
@@ -72,12 +73,12 @@ class Operators:
             axes = cs[3] if len(cs) > 3 else None
             steps = cs[4] if len(cs) > 4 else None
         if starts is None or ends is None:
-            raise self.fail(i, "no starts or ends")
+            raise self.fail(i, "no starts or ends", DAMAGED)
         starts, ends = [int(x) for x in np.ravel(starts)], [int(x) for x in np.ravel(ends)]
         axes = [int(x) % rank for x in np.ravel(axes)] if axes is not None else list(range(len(starts)))
         steps = [int(x) for x in np.ravel(steps)] if steps is not None else [1] * len(starts)
         if not len(starts) == len(ends) == len(axes) == len(steps) or any(s == 0 for s in steps):
-            raise self.fail(i, "inconsistent starts, ends, axes and steps")
+            raise self.fail(i, "inconsistent starts, ends, axes and steps", DAMAGED)
         return starts, ends, axes, steps
 
     # -- convolution, normalisation, linear
@@ -97,10 +98,11 @@ class Operators:
                 pads.append(total // 2)
             return tuple(pads)
         if auto != "NOTSET":
-            raise self.fail(i, f"auto_pad={auto!r} is not an ONNX padding mode")
+            raise self.fail(i, f"auto_pad={auto!r} is not an ONNX padding mode",
+                            "ONNX pads with NOTSET (the pads attribute), SAME_UPPER, SAME_LOWER or VALID")
         pads = list(a.get("pads", [0, 0, 0, 0]))
         if len(pads) != 4 or any(p < 0 for p in pads):
-            raise self.fail(i, f"pads {pads} are not four non-negative numbers")
+            raise self.fail(i, f"pads {pads} are not four non-negative numbers", DAMAGED)
         if pads[0] != pads[2] or pads[1] != pads[3]:
             raise self.fail(i, f"asymmetric padding (top {pads[0]}, left {pads[1]}, bottom {pads[2]}, right "
                                f"{pads[3]}) is not supported", "graphdsl pads both sides alike (as torch.nn.Conv2d); "
@@ -110,7 +112,7 @@ class Operators:
     def _spatial(self, i, x: Value, what: str) -> tuple:
         if len(x.shape) != 3:
             raise self.fail(i, f"only 2-D {what} on N x C x H x W is supported, the input is "
-                               f"N x {_shape_text(x.shape)}")
+                               f"N x {_shape_text(x.shape)}", f"graphdsl's {what} takes images (C x H x W)")
         return x.shape
 
     def _weight(self, i, k, what="the weight"):
@@ -118,9 +120,10 @@ class Operators:
 
         w = self.constant(i, k, what=what)
         if w is None:
-            raise self.fail(i, f"{what} is missing")
+            raise self.fail(i, f"{what} is missing", DAMAGED)
         if not np.issubdtype(w.dtype, np.floating):
-            raise self.fail(i, f"{what} `{self.nodes[i].input[k]}` is not a float tensor")
+            raise self.fail(i, f"{what} `{self.nodes[i].input[k]}` is not a float tensor",
+                            "export the model with float weights (quantized models are not supported)")
         return w
 
     def _bias(self, i, k, out: int, weight_name: str):
@@ -133,7 +136,8 @@ class Operators:
             return None
         b = self._weight(i, k, "the bias")
         if b.size != out or b.ndim > 2 or (b.ndim == 2 and 1 not in b.shape):
-            raise self.fail(i, f"the bias `{node.input[k]}` is {_shape_text(b.shape)}, the layer has {out} outputs")
+            raise self.fail(i, f"the bias `{node.input[k]}` is {_shape_text(b.shape)}, the layer has {out} outputs",
+                            DAMAGED)
         name = node.input[k]
         if weight_name.endswith(".weight") and not name.endswith(".bias") and not np.any(b):
             return None
@@ -147,18 +151,27 @@ class Operators:
         weight = self._weight(i, 1)
         group = int(a.get("group", 1))
         if weight.ndim != 4:
-            raise self.fail(i, f"the weight `{node.input[1]}` is {_shape_text(weight.shape)}, not out x in x kh x kw")
+            raise self.fail(i, f"the weight `{node.input[1]}` is {_shape_text(weight.shape)}, not out x in x kh x kw",
+                            "graphdsl's convolutions are 2-D: the weight is out x in/group x kh x kw")
         out, per_group, kh, kw = weight.shape
-        if group < 1 or c % group or out % group or per_group * group != c:
+        # the group count first: a weight's shape is only checked against a group count that can be
+        if group < 1:
+            raise self.fail(i, f"group={group} is not a positive number", "a convolution has 1 group or more; "
+                            + DAMAGED)
+        if c % group or out % group:
+            raise self.fail(i, f"group={group} does not divide its {c} input channels and {out} outputs",
+                            "the group count divides both the channels and the outputs; " + DAMAGED)
+        if per_group * group != c:
             raise self.fail(i, f"the weight `{node.input[1]}` is {_shape_text(weight.shape)}, but a convolution of "
                                f"{c} channels in {group} group{'s' if group != 1 else ''} needs "
-                               f"{out}x{c // max(group, 1)}x{kh}x{kw}", "the file is inconsistent; re-export it")
+                               f"{out}x{c // group}x{kh}x{kw}", DAMAGED)
         if "kernel_shape" in a and tuple(a["kernel_shape"]) != (kh, kw):
             raise self.fail(i, f"kernel_shape {list(a['kernel_shape'])} disagrees with the weight "
-                               f"{_shape_text(weight.shape)}")
+                               f"{_shape_text(weight.shape)}", DAMAGED)
         strides, dil = tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1)))
         if len(strides) != 2 or len(dil) != 2 or min(strides + dil) < 1:
-            raise self.fail(i, f"strides {list(strides)} / dilations {list(dil)} are not two positive numbers")
+            raise self.fail(i, f"strides {list(strides)} / dilations {list(dil)} are not two positive numbers",
+                            "a 2-D convolution moves by at least 1 on each axis; " + DAMAGED)
         pads = tuple(p + e for p, e in zip(self._pads(i, a, (h, w), (kh, kw), strides, dil), extra))
         shape = (out, *(_sliding(n, k, s, p, d) for n, k, s, p, d in zip((h, w), (kh, kw), strides, pads, dil)))
         weights = {"weight": np.array(weight, dtype=np.float32)}
@@ -196,7 +209,7 @@ class Operators:
                             "Gemm is a linear layer of a flat N x F input")
         weight = self._weight(i, 1)
         if weight.ndim != 2:
-            raise self.fail(i, f"the weight `{node.input[1]}` is {_shape_text(weight.shape)}, not a matrix")
+            raise self.fail(i, f"the weight `{node.input[1]}` is {_shape_text(weight.shape)}, not a matrix", DAMAGED)
         if not a.get("transB", 0):
             weight = weight.T  # stored in x out; a linear layer keeps out x in
         alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
@@ -209,7 +222,7 @@ class Operators:
                             "MatMul by a constant matrix is a linear layer of a flat N x F input")
         weight = self._weight(i, 1)
         if weight.ndim != 2:
-            raise self.fail(i, f"the weight `{node.input[1]}` is {_shape_text(weight.shape)}, not a matrix")
+            raise self.fail(i, f"the weight `{node.input[1]}` is {_shape_text(weight.shape)}, not a matrix", DAMAGED)
         add = self.only_user(node.output[0])
         if add is not None and self.nodes[add].op_type == "Add" and len(self.nodes[add].input) == 2:
             other = [n for n in self.nodes[add].input if n != node.output[0]]
@@ -236,7 +249,8 @@ class Operators:
         if bias is not None:
             bias = np.array(np.ravel(bias) * beta, dtype=np.float32)
             if bias.size != out:
-                raise self.fail(i, f"the bias `{bias_name}` has {bias.size} values, the layer {out} outputs")
+                raise self.fail(i, f"the bias `{bias_name}` has {bias.size} values, the layer {out} outputs",
+                                DAMAGED)
             weights["bias"] = bias
         self.emit(i, "linear", {"out": int(out), "bias": bias is not None}, [x], (out,), weights=weights,
                   weight_name=node.input[1], output=output)
@@ -244,7 +258,7 @@ class Operators:
     def op_LRN(self, i, node, a):
         x = self.tensor(i)
         if "size" not in a:
-            raise self.fail(i, "no size")
+            raise self.fail(i, "no size", DAMAGED)
         args = {"size": int(a["size"]), "alpha": _float(a.get("alpha", 1e-4)), "beta": _float(a.get("beta", 0.75)),
                 "k": _float(a.get("bias", 1.0))}
         self.emit(i, "lrn", args, [x], x.shape)
@@ -357,11 +371,11 @@ class Operators:
         if len(node.output) > 1 and node.output[1] and self.consumers.get(node.output[1]):
             raise self.fail(i, "its indices output is used", "supported: max pooling without indices")
         if "kernel_shape" not in a or len(a["kernel_shape"]) != 2:
-            raise self.fail(i, "no two-dimensional kernel_shape")
+            raise self.fail(i, "no two-dimensional kernel_shape", "graphdsl pools 2-D windows; " + DAMAGED)
         kernel = tuple(a["kernel_shape"])
         strides, dil = tuple(a.get("strides", (1, 1))), tuple(a.get("dilations", (1, 1)))
         if min(kernel + strides + dil) < 1 or len(strides) != 2 or len(dil) != 2:
-            raise self.fail(i, "kernel, strides and dilations must be positive pairs")
+            raise self.fail(i, "kernel, strides and dilations must be positive pairs", DAMAGED)
         pads = self._pads(i, a, (h, w), kernel, strides, dil)
         if any(extra) and any(pads):
             raise self.fail(i, "padding of its own after a Pad node is not supported",
@@ -376,14 +390,15 @@ class Operators:
         if op == "maxpool":
             args["dilation"] = _pair(dil)
         elif dil != (1, 1):
-            raise self.fail(i, "average pooling with dilations is not supported")
+            raise self.fail(i, "average pooling with dilations is not supported",
+                            "supported: dilations [1, 1] (torch.nn.AvgPool2d has none)")
         elif any(pads):  # the zeros of a Pad node count
             args["count_include_pad"] = bool(a.get("count_include_pad", 0)) or any(extra)
         self.emit(i, op, args, [x], shape)
 
     def op_MaxPool(self, i, node, a):
         if a.get("storage_order", 0):
-            raise self.fail(i, "storage_order=1 is not supported")
+            raise self.fail(i, "storage_order=1 is not supported", "supported: storage_order=0 (row major)")
         self._pool(i, node, a, "maxpool")
 
     def op_AveragePool(self, i, node, a):
@@ -478,7 +493,7 @@ class Operators:
                             "supported: along the channels (axis 1)")
         if any(v.shape[1:] != xs[0].shape[1:] for v in xs):
             raise self.fail(i, "its inputs differ in more than the channels: " +
-                            ", ".join(_shape_text(v.shape) for v in xs))
+                            ", ".join(_shape_text(v.shape) for v in xs), DAMAGED)
         self.emit(i, "concat", {}, xs, (sum(v.shape[0] for v in xs), *xs[0].shape[1:]))
 
     def op_Add(self, i, node, a):
@@ -523,7 +538,7 @@ class Operators:
         pads = [int(p) for p in np.ravel(pads)]
         axes = [int(v) % rank for v in np.ravel(axes)] if axes is not None else list(range(rank))
         if len(pads) != 2 * len(axes):
-            raise self.fail(i, "pads do not match the axes")
+            raise self.fail(i, "pads do not match the axes", DAMAGED)
         before = {ax: pads[k] for k, ax in enumerate(axes)}
         after = {ax: pads[k + len(axes)] for k, ax in enumerate(axes)}
         extra = before.get(1, 0) + after.get(1, 0)
@@ -570,7 +585,8 @@ class Operators:
                                     "supported: x[:, :, ::s, ::s] (subsample)")
                 ncs = [self.const.get(n) if n else None for n in self.nodes[nxt].input]
                 if any(c is None for c in ncs[1:]):
-                    raise self.fail(nxt, "slice bounds computed from the input are not supported")
+                    raise self.fail(nxt, "slice bounds computed from the input are not supported",
+                                    "export with constant folding, so that slice bounds are constants")
                 ns, ne, nax, nst = self._slice_args(nxt, _attrs(self.nodes[nxt]), ncs, rank)
                 shape_after = list(full)
                 shape_after[list(spans)[0]] = -(-full[list(spans)[0]] // next(iter(step)))
@@ -596,7 +612,8 @@ class Operators:
         x = self.tensor(i)
         c, h, w = self._spatial(i, x, "resizing")
         if a.get("antialias", 0) or a.get("keep_aspect_ratio_policy", "stretch") != "stretch":
-            raise self.fail(i, "antialias and keep_aspect_ratio_policy are not supported")
+            raise self.fail(i, "antialias and keep_aspect_ratio_policy are not supported",
+                            "supported: antialias=0, keep_aspect_ratio_policy=stretch (F.interpolate)")
         axes = a.get("axes")
         if axes is not None and sorted(int(v) % 4 for v in axes) != [2, 3]:
             raise self.fail(i, f"resizing axes {list(axes)} is not supported", "supported: H and W")
@@ -619,7 +636,7 @@ class Operators:
             shape = (c, *sz)
             integral = sz[0] % h == 0 and sz[1] % w == 0
         else:
-            raise self.fail(i, "neither scales nor sizes")
+            raise self.fail(i, "neither scales nor sizes", DAMAGED)
         if mode == "nearest":
             ok = (coordinates == "asymmetric" and nearest_mode == "floor") or \
                 (integral and coordinates in ("half_pixel", "pytorch_half_pixel") and nearest_mode.startswith("round"))

@@ -4,6 +4,10 @@ messages whose fields keep their line and column, so that a diagnostic points at
 The parser is LALR with the tree built during the parse (no recursion: a deeply nested file cannot
 exhaust the stack), and nesting is bounded. Syntax errors become located ImportFailures; the end of
 the file inside a message points at the `{` left open.
+
+Caffe (as Darknet) reads bytes: a file in another encoding than UTF-8 works there as long as its odd
+bytes are in comments (or strings). `decode` keeps each such byte as one character (so lines and
+columns stay the file's), the parsers refuse it elsewhere, and `displayable` shows it as U+FFFD.
 """
 
 from __future__ import annotations
@@ -21,6 +25,26 @@ from .ir import ImportFailure
 
 MAX_DEPTH = 32  # nesting of messages: Caffe's deepest is four (layer > param > shape)
 MAX_NUMBER_CHARS = 64  # a longer number is no size of a network (and int() of 5000 digits refuses)
+MAX_OPEN_SHOWN = 3  # the lines of the messages left open that a diagnostic lists
+STRAY_BYTE = re.compile("[\udc80-\udcff]")  # a byte that is not UTF-8, as `decode` keeps it
+
+
+def decode(data: bytes) -> str:
+    """A text file's bytes as text: UTF-8 without its byte-order mark, each byte that is not UTF-8 one
+    character U+DC80..U+DCFF (Python's surrogateescape), found by STRAY_BYTE."""
+    return data.decode("utf-8", "surrogateescape").removeprefix("\ufeff")
+
+
+def displayable(text: str) -> str:
+    """`text` with each stray byte as U+FFFD: one character for one, so that columns stay."""
+    return STRAY_BYTE.sub("\ufffd", text)
+
+
+def stray_byte_failure(char: str, what: str, free: str = "comments") -> tuple[str, str]:
+    """(message, help) for a byte that is not UTF-8 outside the `free` parts of a `what` file."""
+    return (f"byte 0x{ord(char) - 0xDC00:02X} is not UTF-8 text",
+            f"{what} reads bytes, but outside {free} its files are ASCII text: remove the byte, or save the "
+            "file as UTF-8")
 
 
 class Ident(str):
@@ -64,7 +88,7 @@ class QuotedFailure(ImportFailure):
 
     def __init__(self, message: str, help: str | None = None, span: Span | None = None, text: str | None = None):
         super().__init__(message, help, span)
-        self.text = text
+        self.text = displayable(text) if text is not None else None
 
     def diagnostic(self):
         diagnostic, sources = super().diagnostic()
@@ -102,10 +126,11 @@ _ESCAPE = re.compile(r"\\([0-7]{1,3}|x[0-9A-Fa-f]{1,2}|.)", re.S)
 
 
 def _unquote(token: Token) -> str:
-    """A string literal's text: C escapes (octal and hex bytes too) decoded, the bytes read as UTF-8."""
+    """A string literal's text: C escapes (octal and hex bytes too) decoded, the bytes read as UTF-8 (a
+    byte that is not, as `\\xff`: names stay apart, and printable)."""
     body, out, pos = token[1:-1], bytearray(), 0
     for m in _ESCAPE.finditer(body):
-        out += body[pos:m.start()].encode("utf-8")
+        out += body[pos:m.start()].encode("utf-8", "surrogateescape")
         code = m.group(1)
         if code[0] in "01234567":
             out.append(int(code, 8) & 0xFF)
@@ -117,8 +142,8 @@ def _unquote(token: Token) -> str:
             raise _BadValue(f"unknown escape `\\{code}` in a string", token, token,
                             help="write a backslash as `\\\\`")
         pos = m.end()
-    out += body[pos:].encode("utf-8")
-    return out.decode("utf-8", errors="replace")
+    out += body[pos:].encode("utf-8", "surrogateescape")
+    return out.decode("utf-8", errors="backslashreplace")
 
 
 def _end(token: Token) -> tuple[int, int]:
@@ -224,6 +249,9 @@ def parse(text: str, file: str) -> Message:
             fail(f"unexpected `{shown}`", token.line, token.column, token.end_line, token.end_column, help)
     except UnexpectedCharacters as e:
         char = text[e.pos_in_stream] if 0 <= e.pos_in_stream < len(text) else "?"
+        if STRAY_BYTE.fullmatch(char):
+            message, help = stray_byte_failure(char, "Caffe", "comments and strings")
+            fail(message, e.line, e.column, help=help)
         if char in "\"'":
             fail("a string that does not end on its line", e.line, e.column,
                  help=f"close it with {char} (a string cannot span lines; adjacent strings concatenate)")
@@ -271,8 +299,11 @@ def _unclosed(text: str, file: str) -> None:
     if not open_:
         return
     token = open_[-1]
-    outer = [f"line {t.line}" for t in open_[:-1]]
-    where = f" (inside the messages opened on {', '.join(outer)})" if outer else ""
+    outer = [f"line {t.line}" for t in open_[:-1][:MAX_OPEN_SHOWN]]
+    if len(open_) - 1 > MAX_OPEN_SHOWN:
+        outer.append(f"{len(open_) - 1 - MAX_OPEN_SHOWN:,} more")
+    where = f" (inside the messages opened on {', '.join(outer[:-1])} and {outer[-1]})" if len(outer) > 1 else \
+        f" (inside the message opened on {outer[0]})" if outer else ""
     closer = "}" if token.type == "LBRACE" else ">"
     raise QuotedFailure(f"the file ends before this `{token}` is closed{where}",
                         f"the file may be truncated; close the message with `{closer}`",

@@ -21,6 +21,10 @@ from ..syntax import NAME_RESERVED
 from .ir import INPUT, ImportFailure, Layer, LayerGraph
 
 CONTAINER_KINDS = ("Sequential", "ModuleList")  # written as groups, not blocks
+# merges inside merges written as nested residuals and concats at most; deeper (a generated file), a module
+# is written with tensor names: graphdsl reads brackets up to 100 deep (syntax.MAX_NESTING), and each
+# level of nesting costs frames of recursion here and in the printer and the elaborator
+MAX_MERGE_NESTING = 32
 
 
 # ---- the tree of modules -------------------------------------------------------------------------------
@@ -206,6 +210,34 @@ def numbered_runs(items: list) -> list:
     return out
 
 
+def immediate_dominators(preds: list, where: str) -> dict:
+    """Item -> its immediate dominator ("in" -> None) in the DAG of a module's items, given each item's
+    predecessors (earlier items, or "in"): the nearest item every path from "in" passes. One pass of
+    Cooper, Harvey and Kennedy's intersection, as the items come in an order where inputs come first; only
+    the immediate one is kept (the set of all an item's dominators takes memory quadratic in a chain's
+    length: 8000 layers, 2.8 GB)."""
+    idom: dict = {"in": None}
+
+    def rank(p):
+        return -1 if p == "in" else p
+
+    for k, ps in enumerate(preds):
+        if not ps or any(rank(p) >= k for p in ps):
+            raise ImportFailure(f"{where}: its data flow does not start at its input",
+                                "the importer writes modules whose every layer is computed from their input")
+        nearest = ps[0]
+        for p in ps[1:]:
+            a, b = nearest, p
+            while a != b:  # walk the later of the two up until they meet ("in" dominates all)
+                if rank(a) > rank(b):
+                    a = idom[a]
+                else:
+                    b = idom[b]
+            nearest = a
+        idom[k] = nearest
+    return idom
+
+
 @dataclass
 class Instance:
     """One module written as a block call: its statements, the channels flowing in, its block."""
@@ -231,6 +263,9 @@ class Lifter:
         self.outputs = tuple(graph.outputs) or (graph.output,)
         self.instances: list[Instance] = []  # post-order: children first
         self._scope_names: dict[str, set] = {}  # module path -> the tensor names bound in it
+        # module path -> op -> the number below which `{op}{n}` are all bound (names are only ever added):
+        # the next fresh name without counting from 1, which a flat network of 10,000 merges makes quadratic
+        self._name_hints: dict[str, dict[str, int]] = {}
 
     # -- a module's data flow as statements
 
@@ -272,6 +307,7 @@ class Lifter:
         except ImportFailure as failure:
             del self.instances[done:]  # the blocks called in the attempt are met again
             self._scope_names[node.path] = names
+            self._name_hints.pop(node.path, None)
             try:
                 return self.linear(node)
             except ImportFailure:
@@ -368,15 +404,9 @@ class Lifter:
                     if p not in ps:
                         ps.append(p)
             preds.append(ps)
-        dom: dict = {"in": {"in"}}
-        for k, ps in enumerate(preds):
-            common = set.intersection(*(dom[p] for p in ps)) if ps else set()
-            dom[k] = common | {k}
-        emitted: list[int] = []
         where = f"module `{node.path}` ({node.kind})" if node.path else "the network"
-
-        def order(p):
-            return -1 if p == "in" else p
+        idom = immediate_dominators(preds, where)
+        emitted: list[int] = []
 
         # several outputs (the network only): the flow runs to the last; the others are side branches,
         # each written after the last tensor of the main flow every path to it passes, then `from` it
@@ -391,7 +421,10 @@ class Lifter:
         sides: dict = {}  # item of the main flow -> the outputs branching off it
         for e in ends:
             if e not in main:
-                sides.setdefault(max(dom[e] & (main | {"in"}), key=order), []).append(e)
+                fork = e  # the nearest item of the main flow that dominates e
+                while fork != "in" and fork not in main:
+                    fork = idom[fork]
+                sides.setdefault(fork, []).append(e)
         named: dict = {}  # item -> the name of its tensor, for those that need one
 
         def after(k, stmt) -> list:
@@ -420,15 +453,30 @@ class Lifter:
                     out_stmts += side + [TFrom(named.get(k, "in"))]
             return out_stmts
 
-        def chain(start, end) -> list:
-            if start == end:
-                return []
+        def chain(start, end, depth: int = 0) -> list:
+            """The statements from item `start` (exclusive) to item `end`, which `start` dominates: back from
+            `end` along immediate dominators, then forwards, without recursion (a chain can be 100,000
+            layers long); only the branches of a merge are chains of their own, `depth` merges deep."""
+            if depth > MAX_MERGE_NESTING:  # a spec this nested does not check: written with tensor names
+                raise ImportFailure(f"{where}: merges nested more than {MAX_MERGE_NESTING} deep")
+            steps = []
+            k = end
+            while k != start:
+                steps.append(k)
+                k = idom[k]
+            out: list = []
+            for k in reversed(steps):
+                if len(preds[k]) == 1:
+                    out += after(k, self.item(node, k, items[k], emitted))
+                else:
+                    merge(out, k, depth)
+            return out
+
+        def merge(head: list, end, depth: int) -> None:
+            """Item `end`, a merge of several tensors, appended to `head`, the statements up to its fork."""
             ps = preds[end]
-            if len(ps) == 1:
-                return chain(start, ps[0]) + after(end, self.item(node, end, items[end], emitted))
-            fork = max(set.intersection(*(dom[p] for p in ps)), key=order)
-            head = chain(start, fork)
-            branches = [chain(fork, p) for p in ps]
+            fork = idom[end]
+            branches = [chain(fork, p, depth + 1) for p in ps]
             layer = items[end]
             if isinstance(layer, ModuleNode):
                 raise ImportFailure(f"module `{layer.path}` ({layer.kind}) takes {len(ps)} tensors",
@@ -441,9 +489,11 @@ class Lifter:
                 body, short = branches
                 if not body:
                     body, short = short, []
-                return head + after(end, TResidual(body, short or None))
+                head += after(end, TResidual(body, short or None))
+                return
             if layer.op == "concat" and all(len(b) <= 1 for b in branches):
-                return head + after(end, TBranches(layer.op, [b[0] if b else TGroup(None, []) for b in branches]))
+                head += after(end, TBranches(layer.op, [b[0] if b else TGroup(None, []) for b in branches]))
+                return
             if fork in named:
                 fork = named[fork]
             elif fork != "in" and head and (isinstance(head[-1], TLeaf) and head[-1].label is None or
@@ -452,14 +502,14 @@ class Lifter:
                 # in a row, without modules around them): name it, continue from it
                 op = head[-1].layer.op if isinstance(head[-1], TLeaf) else head[-1].op
                 name = self.fresh_name(node, op, branches)
-                head = head[:-1] + [TBind(name, head[-1]), TFrom(name)]
+                head[-1:] = [TBind(name, head[-1]), TFrom(name)]
                 fork = name
             elif fork != "in" and head and isinstance(head[-1], (TResidual, TBranches)):
                 # a residual's or concat's output that a later merge reads: written with tensor names
                 raise ImportFailure(f"{where}: a merge of the output of a `{items[fork].op}` written as "
                                     "sugar is not supported yet", where=self._where(items[fork]))
             merged = self.named_merge(node, layer, fork, items, branches, where)
-            return head + merged[:-1] + after(end, merged[-1])
+            head += merged[:-1] + after(end, merged[-1])
 
         result = (after("in", None) if "in" in sides else []) + chain("in", owner[out])
         if ends:
@@ -506,11 +556,7 @@ class Lifter:
             if len(b) == 1 and isinstance(b[0], TLeaf) and b[0].label is None:
                 # one unnamed layer (`F.max_pool2d(x, 3)`): a side branch named `NAME = layer`, taken
                 # from the fork before the other branches move the flow
-                n = 1
-                while f"{b[0].layer.op}{n}" in taken:
-                    n += 1
-                name = f"{b[0].layer.op}{n}"
-                taken.add(name)
+                name = self.fresh_name(node, b[0].layer.op)
                 flow.insert(0, TBind(name, b[0]))
                 refs.append(name)
                 continue
@@ -530,20 +576,13 @@ class Lifter:
                         expanded.append(TFrom(inner_fork))
                     expanded.append(bi)
                     inner_refs.append(name_of(bi))
-                n = 1
-                while f"concat{n}" in taken:
-                    n += 1
-                taken.add(f"concat{n}")
-                b = b[:-1] + expanded + [TBind(f"concat{n}", TMerge("concat", inner_refs))]
+                name = self.fresh_name(node, "concat")
+                b = b[:-1] + expanded + [TBind(name, TMerge("concat", inner_refs))]
                 flow.extend(b)
-                refs.append(f"concat{n}")
+                refs.append(name)
                 continue
             if isinstance(b[-1], TLeaf) and b[-1].label is None:  # `F.relu(self.expand(x))`: name it
-                n = 1
-                while f"{b[-1].layer.op}{n}" in taken:
-                    n += 1
-                name = f"{b[-1].layer.op}{n}"
-                taken.add(name)
+                name = self.fresh_name(node, b[-1].layer.op)
                 b = b[:-1] + [TBind(name, b[-1])]
             flow.extend(b)
             last = b[-1]  # a TFrom: the branch ends at a tensor named for an output
@@ -589,9 +628,11 @@ class Lifter:
     def fresh_name(self, node: ModuleNode, op: str, branches=()) -> str:
         taken = self.scope_names(node)
         taken |= {getattr(it, "label", None) for b in branches for it in b}
-        n = 1
+        hints = self._name_hints.setdefault(node.path, {})
+        n = hints.get(op, 1)
         while f"{op}{n}" in taken:
             n += 1
+        hints[op] = n + 1
         taken.add(f"{op}{n}")
         return f"{op}{n}"
 

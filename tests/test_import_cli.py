@@ -555,3 +555,26 @@ def test_a_long_chain_imports(tmp_path):
     result = cli("import", path, "-o", tmp_path / "out.cnn", ok=False)
     assert "Traceback" not in result.output and not isinstance(result.exception, RecursionError)
     assert result.exit_code == 0, result.stderr
+
+
+def test_a_network_past_the_limits_of_a_spec_is_an_error_not_a_bug(tmp_path, monkeypatch):
+    """Front ends may read larger networks than a spec may be: that is the user's limit, said as such (not
+    "a bug of the importer"), with what raises it. The token limit through the CLI; the layer limit (which
+    the Caffe front end also checks as it reads) on a layer graph."""
+    from graphdsl.importers.command import lifted_text
+    from graphdsl.importers.ir import INPUT, ImportFailure, Layer, LayerGraph
+
+    layers = "".join(f'layer {{ name: "c{i}" type: "Convolution" bottom: "{"data" if i == 0 else f"c{i - 1}"}" '
+                     f'top: "c{i}" convolution_param {{ num_output: {i + 1} kernel_size: 1 }} }}\n' for i in range(60))
+    path = tmp_path / "convs.prototxt"
+    path.write_text(PROTOTXT_INPUT + layers)
+    monkeypatch.setattr(importlib.import_module("graphdsl.syntax"), "MAX_TOKENS", 100)
+    result = cli("import", path, "-o", tmp_path / "out.cnn", ok=False)
+    assert result.exit_code == 1 and "the imported spec has more than 100 tokens" in result.stderr, result.stderr
+    assert "\nhelp: " in result.stderr and "bug" not in result.stderr and not (tmp_path / "out.cnn").exists()
+
+    monkeypatch.setattr(importlib.import_module("graphdsl.budget"), "MAX_LAYERS", 40)
+    chain = [Layer(f"r{i}", "relu", {}, (f"r{i - 1}" if i else INPUT,), shape=(3, 8, 8)) for i in range(60)]
+    with pytest.raises(ImportFailure, match="the network has 60 layers, more than a spec may have [(]39[)]") as e:
+        lifted_text(LayerGraph("relus", (3, 8, 8), chain, "r59"))
+    assert "GRAPHDSL_MAX_LAYERS" in e.value.help

@@ -39,13 +39,10 @@ def import_torch(source: str, kwargs: dict | None = None, name: str | None = Non
     """The .cnn text of the nn.Module that `package.module:callable` (or `file.py:Name`) builds with
     `kwargs`: traced with torch.fx, lifted, printed. This imports and runs that code. Raises
     ImportFailure."""
-    from ..printer import print_module
-    from . import lift
-
     graph = torch_graph(source, kwargs, name, input_shape)
     if warnings is not None:
         warnings.extend(graph.warnings)
-    return print_module(lift.lift(graph))
+    return lifted_text(graph)
 
 
 def torch_graph(source: str, kwargs: dict | None = None, name: str | None = None,
@@ -65,13 +62,12 @@ def import_model(model, name: str, input_shape: tuple[int, ...] = TORCH_INPUT, s
                  warnings: list | None = None) -> str:
     """The .cnn text of an nn.Module object (put in eval mode): traced with torch.fx, lifted, printed.
     What the spec leaves out is appended to `warnings`. Raises ImportFailure."""
-    from ..printer import print_module
-    from . import fx, lift
+    from . import fx
 
     graph = fx.trace(model, input_shape, name, source)
     if warnings is not None:
         warnings.extend(graph.warnings)
-    return print_module(lift.lift(graph))
+    return lifted_text(graph)
 
 
 def file_graph(path: Path, name: str | None = None, input_shape: tuple[int, ...] | None = None,
@@ -98,13 +94,30 @@ def file_graph(path: Path, name: str | None = None, input_shape: tuple[int, ...]
 def import_file(path: Path, name: str | None = None, input_shape: tuple[int, ...] | None = None,
                 warnings: list | None = None) -> str:
     """The .cnn text of an ONNX, Caffe prototxt or Darknet file. Raises ImportFailure."""
-    from ..printer import print_module
-    from . import lift
-
     graph = file_graph(path, name, input_shape)
     if warnings is not None:
         warnings.extend(graph.warnings)
-    return print_module(lift.lift(graph))
+    return lifted_text(graph)
+
+
+def lifted_text(graph) -> str:
+    """The .cnn text of a LayerGraph: lifted and printed, refused (ImportFailure) where the network is
+    larger than graphdsl reads a spec of (layers, tokens: graphdsl/budget.py, syntax.MAX_TOKENS)."""
+    from ..budget import MAX_LAYERS
+    from ..printer import print_module
+    from ..syntax import MAX_TOKENS, count_tokens
+    from . import lift
+
+    if len(graph.layers) >= MAX_LAYERS:  # the spec's input is a layer too
+        raise ImportFailure(f"the network has {len(graph.layers):,} layers, more than a spec may have "
+                            f"({MAX_LAYERS - 1:,})", "graphdsl bounds networks so that every command stays fast; "
+                            "raise the limit with the environment variable GRAPHDSL_MAX_LAYERS")
+    text = print_module(lift.lift(graph))
+    if count_tokens(text) > MAX_TOKENS:
+        raise ImportFailure(f"the imported spec has more than {MAX_TOKENS:,} tokens, more than graphdsl reads",
+                            "the network is too large to write as a spec, or repeats in ways the importer does "
+                            "not find (one block per repeated structure)")
+    return text
 
 
 def state_dict_bytes(net, weights: dict) -> bytes:
@@ -201,10 +214,7 @@ def import_(source, kwargs, out, name, input_shape, weights, state_dict):
                                Path(weights) if weights is not None else None)
         else:
             graph = torch_graph(source, kwargs, name or default_name(source), input_shape or TORCH_INPUT)
-        from ..printer import print_module
-        from . import lift
-
-        text = print_module(lift.lift(graph))
+        text = lifted_text(graph)
     except ImportFailure as e:
         diagnostic, sources = e.diagnostic()
         click.echo(shown_lines(diagnostic.render(sources)), err=True)

@@ -104,7 +104,16 @@ class ImportFailure(Exception):
             if 0 < line <= len(lines):
                 code = lines[line - 1]
                 start = len(code) - len(code.lstrip()) + 1
-                span = Span(match.group(1), line, start, line, len(code.rstrip()) + 1)
-                sources[match.group(1)] = text
+                shown = _relative(match.group(1))  # Python names the file absolutely: as the user would
+                span = Span(shown, line, start, line, len(code.rstrip()) + 1)
+                sources[shown] = text
         message = f"{self.where}: {self.message}" if self.where and span is None else self.message
         return Diagnostic(message, span, help=self.help), sources
+
+
+def _relative(path: str) -> str:
+    """`path` relative to the working folder where it lies inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return path

@@ -617,3 +617,167 @@ def test_damaged_models_fail_cleanly(tmp_path):
             onnx_model.load(path)
         except ImportFailure as e:
             assert e.where and e.message and e.help
+
+
+# ---- (5) ShuffleNet's channel shuffle and split, ConvNeXt's channels-last block --------------------------------
+
+
+def shuffle_nodes(x="x", out="y", groups=2, c=8, hw=4, perm=(0, 2, 1, 3, 4)):
+    """The channel shuffle as torch's exporter writes `x.view(n, g, c // g, h, w).transpose(1, 2).reshape(...)`."""
+    n = helper.make_node
+    nodes = [n("Reshape", [x, "grouped"], ["g5"], "view"), n("Transpose", ["g5"], ["t5"], "transpose", perm=list(perm)),
+             n("Reshape", ["t5", "back"], [out], "unsafe_view")]
+    inits = [tensor("grouped", np.array([1, groups, c // groups, hw, hw], np.int64)),
+             tensor("back", np.array([1, c, hw, hw], np.int64))]
+    return nodes, inits
+
+
+def test_channel_shuffle_and_split_are_shufflenet_layers(tmp_path):
+    n = helper.make_node
+    shuffle, inits = shuffle_nodes(x="cat", out="y")
+    nodes = [n("Split", ["x"], ["x1", "x2"], "split", axis=1, num_outputs=2),
+             n("Conv", ["x2", "w"], ["b"], "conv", kernel_shape=[1, 1]),
+             n("Concat", ["x1", "b"], ["cat"], "cat", axis=1), *shuffle]
+    path = model_file(tmp_path, nodes, [*inits, tensor("w", weights(4, 4, 1, 1))], input_shape=(1, 8, 4, 4),
+                      opset=18)
+    graph, text, net = imported(path)
+    assert [(layer.op, layer.args) for layer in graph.layers if layer.op in ("channels", "channel_shuffle")] == \
+        [("channels", {"start": 0, "stop": 4}), ("channels", {"start": 4, "stop": 8}),
+         ("channel_shuffle", {"groups": 2})]
+    assert "chunk(2)" in text and "channel_shuffle(2)" in text, text
+    assert relative_difference(path, compiled(graph, net), net.input_shape) < 1e-5
+
+
+def test_split_with_sizes_before_opset_18(tmp_path):
+    n = helper.make_node
+    nodes = [n("Split", ["x", "sizes"], ["a", "b"], "split", axis=1), n("Concat", ["b", "a"], ["y"], "cat", axis=1)]
+    path = model_file(tmp_path, nodes, [tensor("sizes", np.array([2, 6], np.int64))], input_shape=(1, 8, 3, 3))
+    graph, _, net = imported(path)
+    assert [layer.args for layer in graph.layers if layer.op == "channels"] == [{"start": 0, "stop": 2},
+                                                                               {"start": 2, "stop": 8}]
+    assert relative_difference(path, net.to_torch().eval(), net.input_shape) < 1e-6
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"perm": (0, 1, 2, 4, 3)}, "[1, 2, 4, 4, 4] is not supported"),  # a Transpose that is no shuffle
+    ({"groups": 3, "c": 9}, "[1, 3, 3, 4, 4] is not supported"),  # fine, but not the shape of the file's back
+])
+def test_reshapes_other_than_the_shuffle_name_the_node(tmp_path, change, message):
+    nodes, inits = shuffle_nodes(**change)
+    c = change.get("c", 8)
+    if c == 9:
+        inits[1] = tensor("back", np.array([1, 3, 3, 16], np.int64))
+    e = failure(model_file(tmp_path, nodes, inits, input_shape=(1, c, 4, 4)))
+    assert e.where == "view" and message in e.message and "channel shuffle" in e.help, e.message
+
+
+def convnext_block(tmp_path: Path, c=4, hw=5, gelu_order=("h", "half")) -> Path:
+    """ConvNeXt's block as the dynamo exporter writes it (opset 18): depthwise conv, Transpose to
+    channels-last, LayerNormalization, MatMul + Add, gelu from Erf, MatMul + Add, Transpose back, the layer
+    scale (an initializer times the tensor), the residual Add; then LayerNorm2d (Transpose, LayerNormalization,
+    Transpose) and the adaptive pool's `as_strided` (Reshape to [-1], Gather of 0 .. C-1)."""
+    n = helper.make_node
+    nodes = [
+        n("Conv", ["x", "dw.weight", "dw.bias"], ["conv"], "dw", kernel_shape=[7, 7], pads=[3] * 4, group=c),
+        n("Transpose", ["conv"], ["last"], "to_last", perm=[0, 2, 3, 1]),
+        n("LayerNormalization", ["last", "ln.weight", "ln.bias"], ["ln"], "ln", axis=-1, epsilon=1e-6),
+        n("MatMul", ["ln", "w1"], ["mm1"], "fc1"), n("Add", ["mm1", "fc1.bias"], ["h"], "fc1_bias"),
+        n("Div", ["h", "root2"], ["d"], "gelu_div"), n("Erf", ["d"], ["e"], "gelu_erf"),
+        n("Add", ["e", "one"], ["e1"], "gelu_add"), n("Mul", [gelu_order[1], "e1"], ["e2"], "gelu_half"),
+        n("Mul", [gelu_order[0], "e2"], ["g"], "gelu"),
+        n("MatMul", ["g", "w2"], ["mm2"], "fc2"), n("Add", ["mm2", "fc2.bias"], ["o"], "fc2_bias"),
+        n("Transpose", ["o"], ["first"], "to_first", perm=[0, 3, 1, 2]),
+        n("Mul", ["gamma", "first"], ["scaled"], "layer_scale"), n("Add", ["scaled", "x"], ["res"], "residual"),
+        n("Transpose", ["res"], ["t1"], "norm_to_last", perm=[0, 2, 3, 1]),
+        n("LayerNormalization", ["t1", "norm.weight", "norm.bias"], ["t2"], "norm", axis=-1, epsilon=1e-6),
+        n("Transpose", ["t2"], ["t3"], "norm_to_first", perm=[0, 3, 1, 2]),
+        n("ReduceMean", ["t3", "hw_axes"], ["mean"], "pool", keepdims=1),
+        n("Reshape", ["mean", "minus_one"], ["flat"], "as_strided_view"),
+        n("Gather", ["flat", "idx"], ["y"], "as_strided", axis=0),
+    ]
+    inits = [tensor("dw.weight", weights(c, 1, 7, 7)), tensor("dw.bias", weights(c)),
+             tensor("ln.weight", weights(c) + 1), tensor("ln.bias", weights(c)),
+             tensor("w1", weights(c, 4 * c)), tensor("fc1.bias", weights(4 * c)),
+             tensor("root2", np.float32(1.4142135)), tensor("one", np.float32(1.0)),
+             tensor("half", np.float32(0.5)), tensor("w2", weights(4 * c, c)), tensor("fc2.bias", weights(c)),
+             tensor("gamma", weights(c, 1, 1)), tensor("norm.weight", weights(c) + 1), tensor("norm.bias", weights(c)),
+             tensor("hw_axes", np.array([2, 3], np.int64)), tensor("minus_one", np.array([-1], np.int64)),
+             tensor("idx", np.arange(c, dtype=np.int64).reshape(1, c, 1, 1))]
+    return model_file(tmp_path, nodes, inits, input_shape=(1, c, hw, hw), opset=18)
+
+
+def test_convnext_block_is_permute_layer_norm_linear_gelu_scale(tmp_path):
+    path = convnext_block(tmp_path)
+    graph, text, net = imported(path)
+    assert [(layer.op, layer.shape) for layer in graph.layers] == [
+        ("conv", (4, 5, 5)), ("permute", (5, 5, 4)), ("layer_norm", (5, 5, 4)), ("linear", (5, 5, 16)),
+        ("gelu", (5, 5, 16)), ("linear", (5, 5, 4)), ("permute", (4, 5, 5)), ("scale", (4, 5, 5)), ("add", (4, 5, 5)),
+        ("layer_norm", (4, 5, 5)), ("avgpool", (4, 1, 1))]
+    scale = next(layer for layer in graph.layers if layer.op == "scale")
+    # the factor is the layer's own parameter: its state_dict key is the layer's path, C x 1 x 1
+    assert graph.weights[scale.path].shape == (4, 1, 1) and scale.args["init"] == 1.0  # unequal entries
+    assert [layer.args for layer in graph.layers if layer.op == "layer_norm"] == [{"eps": 1e-6, "affine": True}] * 2
+    assert relative_difference(path, compiled(graph, net), net.input_shape) < 1e-5
+
+
+def test_gelu_pattern_of_another_tensor_is_refused(tmp_path):
+    path = convnext_block(tmp_path, gelu_order=("x", "half"))  # x * 0.5 * (1 + erf(h / sqrt 2)): no gelu
+    e = failure(path)
+    assert e.where == "gelu" and "Erf" in e.help, e.message
+
+
+def test_channels_last_tensor_into_an_image_operator_is_refused(tmp_path):
+    n = helper.make_node
+    nodes = [n("Transpose", ["x"], ["t"], "to_last", perm=[0, 2, 3, 1]),
+             n("MaxPool", ["t"], ["y"], "pool", kernel_shape=[2, 2])]
+    e = failure(model_file(tmp_path, nodes, [], input_shape=(1, 4, 6, 6)))
+    assert e.where == "pool" and "channels-last" in e.message and "Transpose back" in e.help, e.message
+
+
+@pytest.mark.parametrize("perm, message", [
+    ((0, 1, 3, 2), "a transpose [0, 1, 3, 2] of an N x 4x6x6 tensor"),
+    ((0, 3, 1, 2), "a transpose [0, 3, 1, 2] of an N x 4x6x6 tensor"),  # back, but the input is not channels-last
+])
+def test_transposes_other_than_to_and_from_channels_last(tmp_path, perm, message):
+    node = helper.make_node("Transpose", ["x"], ["y"], "odd", perm=list(perm))
+    e = failure(model_file(tmp_path, [node], [], input_shape=(1, 4, 6, 6)))
+    assert e.where == "odd" and message in e.message and "[0, 2, 3, 1]" in e.help, e.message
+
+
+def test_layer_scale_of_the_wrong_shape_and_layer_norm_over_the_width(tmp_path):
+    n = helper.make_node
+    e = failure(model_file(tmp_path, [n("Mul", ["x", "k"], ["y"], "mul")], [tensor("k", weights(4, 6, 1))],
+                           input_shape=(1, 4, 6, 6)))
+    assert e.where == "mul" and "4x6x1" in e.message and "per-channel" in e.help, e.message
+    ln = n("LayerNormalization", ["x", "s", "b"], ["y"], "ln", axis=-1)
+    e = failure(model_file(tmp_path, [ln], [tensor("s", weights(6)), tensor("b", weights(6))],
+                           input_shape=(1, 4, 6, 6)))
+    assert e.where == "ln" and "width" in e.message, e.message
+
+
+SMALL_NETWORKS = {  # the library's networks, narrow and shallow
+    "shufflenet": ("shufflenet_v2.cnn", {"stages_repeats": [1, 2, 1], "stages_out_channels": [8, 16, 32, 64, 128],
+                                         "num_classes": 10}),
+    "convnext": ("convnext.cnn", {"dims": [8, 16], "depths": [1, 2], "stochastic_depth_prob": 0.1,
+                                  "num_classes": 10}),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", sorted(SMALL_NETWORKS))
+def test_small_shufflenet_and_convnext_round_trip(family, tmp_path):
+    """graphdsl -> ONNX (the dynamo exporter) -> graphdsl of a narrow ShuffleNet V2 and ConvNeXt (what
+    tools/onnx_roundtrip.py runs on the shipped specs): figures, strict weights, outputs."""
+    from graphdsl.export import export_onnx
+
+    lib, overrides = SMALL_NETWORKS[family]
+    original = graphdsl.load(ROOT / "specs" / "lib" / lib, **overrides)
+    path = tmp_path / f"{family}.onnx"
+    path.write_bytes(export_onnx(original, verify=False).data)
+    graph, text, net = imported(path)
+    assert (net.params, net.macs) == (original.params, original.macs)
+    assert list(net.output_shapes.values()) == list(original.output_shapes.values())
+    assert relative_difference(path, compiled(graph, net), net.input_shape) < 1e-4
+    expected = {"shufflenet": ("channel_shuffle(2)", "chunk(2)"),
+                "convnext": ("permute([0, 2, 3, 1])", "layer_scale: scale(init=1e-06)")}[family]
+    assert all(s in text for s in expected), text

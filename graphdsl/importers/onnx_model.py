@@ -40,6 +40,10 @@ FOLDABLE = {"Constant", "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Sl
 CONTAINERS = ("torch.nn.modules.container.Sequential",)
 LEAF_PREFIXES = ("torch.nn.modules.", "torchvision.ops.stochastic_depth.")
 NON_LEAF = ("Sequential", "ModuleList", "ModuleDict")
+# the operators that take channels-last tensors (ConvNeXt's block: permute, LayerNorm, Linear, GELU, Linear,
+# permute back), as graphdsl's ops with channels_last = True
+CHANNELS_LAST_OPS = {"layer_norm", "linear", "gelu", "relu", "relu6", "silu", "sigmoid", "tanh", "hardswish",
+                     "hardsigmoid", "leaky_relu", "elu", "dropout", "add", "mul", "scale", "permute"}
 DOTTED = re.compile(r"[A-Za-z_0-9]+(\.[A-Za-z_0-9]+)*")
 
 
@@ -131,6 +135,8 @@ class _Importer(Operators):
         self.absorbed: set[int] = set()  # nodes translated together with another one
         self.fused: dict[int, tuple] = {}  # node -> what an earlier node left for it
         self.batch = BATCH
+        self.last: set[str] = set()  # layers whose output is channels-last (N x H x W x C)
+        self.borrowed: dict[int, list] = {}  # node -> scopes taken from its users (nodes without metadata)
 
     # -- the whole graph
 
@@ -154,7 +160,9 @@ class _Importer(Operators):
         self.hierarchy = self._hierarchy()
         order = self._order()
         self.consumers = self._consumers(order)
-        for i in order:
+        # Constants first: a pattern (gelu's Erf, Add 1, Mul 0.5) reads constants the file defines later
+        constants = [i for i in order if self.nodes[i].op_type == "Constant"]
+        for i in constants + [i for i in order if self.nodes[i].op_type != "Constant"]:
             node = self.nodes[i]
             if i in self.absorbed:
                 continue
@@ -346,7 +354,7 @@ class _Importer(Operators):
 
     def _place(self, node, i: int, holds: bool, weight: str | None):
         """(path, scopes) of the layer a node makes."""
-        scopes = self._scopes_of(node) if self.hierarchy is not None else None
+        scopes = self.borrowed.get(i) or self._scopes_of(node) if self.hierarchy is not None else None
         if scopes is None:
             if self.hierarchy is not None and holds and weight and weight.endswith(".weight") and \
                     DOTTED.fullmatch(weight[:-7]):
@@ -464,6 +472,30 @@ class _Importer(Operators):
         raise self.fail(i, f"{what} (`{name}`) is computed from the network's input; it must be a constant",
                         "export with constant folding, so that weights and sizes are initializers")
 
+    def borrow_scopes(self, i: int, outputs) -> None:
+        """Node `i` without metadata (torch's exporter writes a chunk's Split without any) is placed in the
+        modules all the users of its `outputs` share, as the torch.fx front end places the chunk."""
+        if self.hierarchy is None or self._scopes_of(self.nodes[i]) is not None:
+            return
+        common = None
+        for name in outputs:
+            for user in self.consumers.get(name, []):
+                scopes = self._scopes_of(self.nodes[user]) if user >= 0 else None
+                if scopes is None:
+                    return
+                scopes = scopes[:-1]
+                if common is None:
+                    common = scopes
+                else:
+                    k = 0
+                    while k < min(len(common), len(scopes)) and common[k] == scopes[k]:
+                        k += 1
+                    common = common[:k]
+        while common and len(common) > 1 and common[-1][1].startswith(LEAF_PREFIXES):
+            common = common[:-1]  # a user's own module (a Conv's) is not the chunk's
+        if common:
+            self.borrowed[i] = [*common, ("", self.nodes[i].op_type)]
+
     def fail(self, i: int, message: str, help: str) -> ImportFailure:
         """The failure at node `i`: every one says what to do (`help`)."""
         return ImportFailure(f"{self.nodes[i].op_type}: {message}", help, where=self._where(i))
@@ -476,7 +508,10 @@ class _Importer(Operators):
     # -- making layers
 
     def emit(self, i: int, op: str, args: dict, inputs: list[Value], shape: tuple, *, weights: dict | None = None,
-             weight_name: str | None = None, output: str | None = None, meta: int | None = None) -> Value:
+             weight_name: str | None = None, output: str | None = None, meta: int | None = None,
+             path: str | None = None) -> Value:
+        """The layer of node `i` (placed by the metadata of node `meta`, by default `i`); `path` names a
+        layer whose weights are an initializer of their own (a layer scale: `features.1.0.layer_scale`)."""
         node = self.nodes[i if meta is None else meta]
         shape = tuple(int(d) for d in shape)
         if any(d <= 0 or d > MAX_DIM for d in shape):
@@ -486,21 +521,43 @@ class _Importer(Operators):
         if declared is not None and declared != shape:
             raise self.fail(i, f"the file says its output `{output}` is {_shape_text(declared)}, but a `{op}` "
                                f"of {_shape_text(inputs[0].shape)} gives {_shape_text(shape)}", DAMAGED)
+        last = self._channels_last(i, op, args, inputs)
         holds = bool(weights)
-        path, scopes = self._place(node, i if meta is None else meta, holds, weight_name)
+        if path is None:
+            path, scopes = self._place(node, i if meta is None else meta, holds, weight_name)
+        else:
+            scopes = self._place(node, i if meta is None else meta, False, None)[1]
+            scopes = tuple(s for s in scopes if path.startswith(s.path + "."))
         if holds:
             if path in self.paths:
                 raise self.fail(i, f"a second layer with weights under `{path}`",
                                 "shared weights are not supported")
             self.paths.add(path)
             for suffix, array in weights.items():
-                self.weights[f"{path}.{suffix}"] = array
+                self.weights[f"{path}.{suffix}" if suffix else path] = array  # "": the parameter is the layer's
         name = self._fresh_layer(output)
         self.layers.append(Layer(name, op, args, tuple(v.layer for v in inputs), path, scopes, shape,
                                  self._where(i), holds))
+        if last:
+            self.last.add(name)
         value = Value(name, shape)
         self.act[output] = value
         return value
+
+    def _channels_last(self, i: int, op: str, args: dict, inputs: list[Value]) -> bool:
+        """Whether the layer's output is channels-last (N x H x W x C, after a permute to it, up to the
+        permute back); an operator of images given a channels-last tensor is an ImportFailure."""
+        last = [v.layer in self.last for v in inputs]
+        if op == "permute":
+            return args["dims"] == (0, 2, 3, 1)
+        if not any(last):
+            return False
+        if op not in CHANNELS_LAST_OPS or not all(last):
+            raise self.fail(i, f"a `{op}` of a channels-last tensor (N x H x W x C, after a Transpose to it) is not "
+                               "supported", "supported on channels-last tensors: LayerNormalization, MatMul (+ Add), "
+                            "Gelu, elementwise activations, Add, Mul by a layer scale, and the Transpose back "
+                            "[0, 3, 1, 2]")
+        return True
 
     # -- one node
 

@@ -11,15 +11,21 @@ is supported. Mixed into the importer of onnx_model.py.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 BATCH = 2 ** 31 - 1  # the batch size in folded shape arithmetic when the file leaves it open
 MAX_DIM = 1 << 24  # any one dimension of a value
 DAMAGED = "the file is damaged or inconsistent; re-export it"
+DOTTED = re.compile(r"[A-Za-z_0-9]+(\.[A-Za-z_0-9]+)*")  # a module path: features.1.0.layer_scale
 SUPPORTED = ("Conv", "BatchNormalization", "Relu", "Clip (0..6 or 0..)", "Sigmoid", "HardSigmoid", "HardSwish",
              "Tanh", "LeakyRelu", "Elu", "Gelu", "x * Sigmoid(x) (silu)", "MaxPool", "AveragePool",
              "GlobalAveragePool", "GlobalMaxPool", "ReduceMean/ReduceMax over H, W", "Gemm", "MatMul (+ Add)",
-             "Flatten", "Reshape to N x -1", "Squeeze of 1x1", "Concat (channels)", "Add", "Mul", "Dropout",
+             "Flatten", "Reshape to N x -1", "Squeeze of 1x1", "Concat (channels)", "Add", "Mul",
+             "Mul by a C x 1 x 1 initializer (layer scale)", "Dropout",
+             "the channel shuffle (Reshape, Transpose [0, 2, 1, 3, 4], Reshape)", "Split (channels)",
+             "Transpose [0, 2, 3, 1] to channels-last and [0, 3, 1, 2] back",
+             "LayerNormalization (last axis)", "x * 0.5 * (1 + Erf(x / sqrt 2)) (gelu)",
              "Resize", "Upsample", "Softmax", "LRN", "Identity", "Pad (channels)", "Slice (::s on H, W; channels)",
              "Constant and shape arithmetic (Shape, Gather, Unsqueeze, Squeeze, Concat, Slice, Cast, Add, Sub, "
              "Mul, Div, Reshape)")
@@ -217,9 +223,10 @@ class Operators:
 
     def op_MatMul(self, i, node, a):
         x = self.tensor(i)
-        if len(x.shape) != 1:
+        if len(x.shape) != 1 and not (len(x.shape) == 3 and x.layer in self.last):
             raise self.fail(i, f"a MatMul of an N x {_shape_text(x.shape)} input is not supported",
-                            "MatMul by a constant matrix is a linear layer of a flat N x F input")
+                            "MatMul by a constant matrix is a linear layer of a flat N x F input or of a "
+                            "channels-last N x H x W x C one (after a Transpose [0, 2, 3, 1])")
         weight = self._weight(i, 1)
         if weight.ndim != 2:
             raise self.fail(i, f"the weight `{node.input[1]}` is {_shape_text(weight.shape)}, not a matrix", DAMAGED)
@@ -237,8 +244,8 @@ class Operators:
         import numpy as np
 
         out, features = weight.shape
-        if features != x.shape[0]:
-            raise self.fail(i, f"the weight `{node.input[1]}` takes {features} features, the input has {x.shape[0]}",
+        if features != x.shape[-1]:
+            raise self.fail(i, f"the weight `{node.input[1]}` takes {features} features, the input has {x.shape[-1]}",
                             "the file is inconsistent; re-export it")
         weights = {"weight": np.array(weight, dtype=np.float32)}
         if bias_input is not None and bias_input < len(node.input) and node.input[bias_input]:
@@ -252,7 +259,7 @@ class Operators:
                 raise self.fail(i, f"the bias `{bias_name}` has {bias.size} values, the layer {out} outputs",
                                 DAMAGED)
             weights["bias"] = bias
-        self.emit(i, "linear", {"out": int(out), "bias": bias is not None}, [x], (out,), weights=weights,
+        self.emit(i, "linear", {"out": int(out), "bias": bias is not None}, [x], (*x.shape[:-1], out), weights=weights,
                   weight_name=node.input[1], output=output)
 
     def op_LRN(self, i, node, a):
@@ -464,9 +471,58 @@ class Operators:
             self.emit(i, "flatten", {}, [x], (flat,))
         elif target[0] in (self.batch, -1) and target[1:] == list(x.shape):
             self.act[node.output[0]] = x  # a reshape to the same shape
-        else:
+        elif not self._channel_shuffle(i, node, x, target) and not self._strided_identity(i, node, x, target):
             raise self.fail(i, f"a reshape of N x {_shape_text(x.shape)} to {target} is not supported",
-                            "supported: flattening to N x -1 (x.view(x.size(0), -1), torch.flatten(x, 1))")
+                            "supported: flattening to N x -1 (x.view(x.size(0), -1), torch.flatten(x, 1)) and the "
+                            "channel shuffle (Reshape to N x g x C/g x H x W, Transpose [0, 2, 1, 3, 4], Reshape "
+                            "back to N x C x H x W)")
+
+    def _channel_shuffle(self, i, node, x, target) -> bool:
+        """ShuffleNet's `x.view(n, g, c // g, h, w).transpose(1, 2).reshape(n, c, h, w)`: the layer
+        `channel_shuffle(g)` (as torch.fx's front end), made at the first Reshape; the others absorbed."""
+        import numpy as np
+
+        if len(x.shape) != 3 or len(target) != 5 or target[0] not in (self.batch, -1):
+            return False
+        c, h, w = x.shape
+        groups = target[1]
+        if groups < 1 or c % groups or target[2] not in (c // groups, -1) or target[3:] != [h, w]:
+            return False
+        transpose = self.only_user(node.output[0])
+        if transpose is None or self.nodes[transpose].op_type != "Transpose" or \
+                list(_attrs(self.nodes[transpose]).get("perm", [])) != [0, 2, 1, 3, 4]:
+            return False
+        back = self.only_user(self.nodes[transpose].output[0])
+        if back is None or self.nodes[back].op_type != "Reshape" or len(self.nodes[back].input) < 2 or \
+                self.nodes[back].input[1] not in self.const:
+            return False
+        shape = [int(d) for d in np.ravel(self.const[self.nodes[back].input[1]])]
+        shape = [{0: self.batch, 1: c // groups, 2: groups, 3: h}.get(k, d) if d == 0 and k < 4 and not
+                 _attrs(self.nodes[back]).get("allowzero", 0) else d for k, d in enumerate(shape)]
+        if len(shape) != 4 or shape[0] not in (self.batch, -1) or shape[1:] not in ([c, h, w], [-1, h, w]):
+            return False
+        self.absorbed.update((transpose, back))
+        self.emit(i, "channel_shuffle", {"groups": int(groups)}, [x], x.shape, output=self.nodes[back].output[0])
+        return True
+
+    def _strided_identity(self, i, node, x, target) -> bool:
+        """The dynamo exporter's `as_strided` after AdaptiveAvgPool2d(1) of one sample: Reshape to [-1], then
+        Gather of the indices 0 .. C-1 in the N x C x 1 x 1 shape back, which gives the input itself."""
+        import numpy as np
+
+        if target != [-1] or self.batch != 1:
+            return False
+        gather = self.only_user(node.output[0])
+        if gather is None or self.nodes[gather].op_type != "Gather" or _attrs(self.nodes[gather]).get("axis", 0) or \
+                len(self.nodes[gather].input) != 2 or self.nodes[gather].input[1] not in self.const:
+            return False
+        idx = self.const[self.nodes[gather].input[1]]
+        n = math.prod(x.shape)
+        if idx.shape != (1, *x.shape) or not np.array_equal(np.ravel(idx), np.arange(n)):
+            return False
+        self.absorbed.add(gather)
+        self.act[self.nodes[gather].output[0]] = x
+        return True
 
     def op_Squeeze(self, i, node, a):
         import numpy as np
@@ -512,6 +568,9 @@ class Operators:
             x = self.tensor(gate)
             self.emit(i, op, {}, [x], x.shape)
             return
+        if len(node.input) == 2 and sum(n in self.const for n in node.input) == 1:
+            self._layer_scale(i, node)
+            return
         xs = [self.tensor(i, k) for k in range(len(node.input))]
         shapes = [v.shape for v in xs]
         try:
@@ -524,6 +583,168 @@ class Operators:
             raise self.fail(i, "it multiplies tensors whose shapes do not broadcast to one of them: " +
                             ", ".join(_shape_text(s) for s in shapes), "supported: equal shapes, or a C x 1 x 1 gate")
         self.emit(i, "mul", {}, xs, shape)
+
+    def _layer_scale(self, i, node):
+        """An initializer times a tensor, one factor per channel (C x 1 x 1 on an image, C on flat or
+        channels-last features): graphdsl's `scale`, its parameter the initializer at its own path
+        (ConvNeXt's `features.1.0.layer_scale`), as the torch.fx front end's `self.layer_scale * x`."""
+        import numpy as np
+
+        k = 0 if node.input[0] in self.const else 1
+        name = node.input[k]
+        x = self.tensor(i, 1 - k)
+        value = self._weight(i, k, "the factor")
+        image = len(x.shape) == 3 and x.layer not in self.last
+        want = (x.shape[0], 1, 1) if image else (x.shape[-1],)
+        if value.shape not in (want, (1, *want)):
+            raise self.fail(i, f"it multiplies a {_shape_text(x.shape)} tensor by the constant `{name}` "
+                               f"({_shape_text(value.shape)})", "supported: a per-channel factor (a layer scale): "
+                            "C x 1 x 1 on an image, C on flat or channels-last features")
+        flat = np.ravel(value)
+        init = float(f"{float(flat[0]):.7g}") if bool((flat == flat[0]).all()) else 1.0  # float32: 1e-06
+        path = name if self.hierarchy is not None and DOTTED.fullmatch(name) else self._flat_path(node, i, name)
+        self.emit(i, "scale", {"init": init}, [x], x.shape, weights={"": np.array(value.reshape(want),
+                                                                                    dtype=np.float32)}, path=path)
+
+    def op_Div(self, i, node, a):
+        """Gelu as the dynamo exporter writes it before opset 20: x * (0.5 * (1 + Erf(x / sqrt 2)))."""
+        import numpy as np
+
+        x = self.tensor(i)
+        root2 = self.constant(i, 1, what="the divisor")
+        if root2 is None or root2.size != 1 or abs(float(np.ravel(root2)[0]) - math.sqrt(2)) > 1e-6:
+            raise self.fail(i, "this division is not supported", "supported: Div only within gelu, "
+                            "x * 0.5 * (1 + Erf(x / sqrt 2))")
+        chain, value = [], node.output[0]
+        for op, constant in (("Erf", None), ("Add", 1.0), ("Mul", 0.5), ("Mul", node.input[0])):
+            user = self.only_user(value)
+            n = self.nodes[user] if user is not None else None
+            if n is None or n.op_type != op or len(n.input) != (1 if op == "Erf" else 2):
+                raise self.fail(i, "this division is not supported", "supported: Div only within gelu, "
+                                "x * 0.5 * (1 + Erf(x / sqrt 2))")
+            if constant is not None:
+                (other,) = [m for m in n.input if m != value] or [None]
+                ok = other == constant if isinstance(constant, str) else other in self.const and \
+                    self.const[other].size == 1 and float(np.ravel(self.const[other])[0]) == constant
+                if not ok:
+                    raise self.fail(user, "this node is not supported", "supported: within gelu, "
+                                    "x * 0.5 * (1 + Erf(x / sqrt 2))")
+            chain.append(user)
+            value = n.output[0]
+        self.absorbed.update(chain)
+        self.emit(i, "gelu", {}, [x], x.shape, output=value)
+
+    def op_Transpose(self, i, node, a):
+        """Transpose [0, 2, 3, 1] to channels-last and [0, 3, 1, 2] back: `permute` (ConvNeXt's block, as
+        torchvision's Permute); the two around a LayerNormalization of the last axis, in the module of the
+        LayerNormalization (torchvision's LayerNorm2d), are `layer_norm` of the C x H x W tensor."""
+        x = self.tensor(i)
+        perm = tuple(int(p) for p in a.get("perm", ()))
+        last = x.layer in self.last
+        if perm == (0, 2, 3, 1) and len(x.shape) == 3 and not last:
+            norm = self.only_user(node.output[0])
+            back = self.only_user(self.nodes[norm].output[0]) if norm is not None and \
+                self.nodes[norm].op_type == "LayerNormalization" else None
+            if back is not None and self.nodes[back].op_type == "Transpose" and \
+                    tuple(_attrs(self.nodes[back]).get("perm", ())) == (0, 3, 1, 2) and \
+                    self._same_module(i, norm, back):
+                self.absorbed.update((norm, back))
+                self._layer_norm(norm, x, output=self.nodes[back].output[0])
+                return
+            c, h, w = x.shape
+            self.emit(i, "permute", {"dims": perm}, [x], (h, w, c), path=self._permute_module(i))
+        elif perm == (0, 3, 1, 2) and len(x.shape) == 3 and last:
+            h, w, c = x.shape
+            self.emit(i, "permute", {"dims": perm}, [x], (c, h, w), path=self._permute_module(i))
+        else:
+            layout = "channels-last " if last else ""
+            raise self.fail(i, f"a transpose {list(perm)} of an N x {_shape_text(x.shape)} {layout}tensor is not "
+                               "supported", "supported: [0, 2, 3, 1] of N x C x H x W to channels-last, [0, 3, 1, 2] "
+                            "back, and [0, 2, 1, 3, 4] within the channel shuffle (Reshape, Transpose, Reshape)")
+
+    def _permute_module(self, i):
+        """The path of the module a Transpose ran in where that is a `Permute` (torchvision.ops.Permute,
+        ConvNeXt's), the module of the layer (as the torch.fx front end); None otherwise."""
+        scopes = self._scopes_of(self.nodes[i]) if self.hierarchy is not None else None
+        if scopes is None or len(scopes) < 3 or scopes[-2][1].rpartition(".")[2] != "Permute":
+            return None
+        return scopes[-2][0]
+
+    def _same_module(self, *nodes) -> bool:
+        """Whether the nodes ran in one module (or the file says nothing of modules)."""
+        if self.hierarchy is None:
+            return True
+        scopes = [self._scopes_of(self.nodes[n]) for n in nodes]
+        return all(s is not None and s[:-1] == scopes[0][:-1] for s in scopes)
+
+    def op_LayerNormalization(self, i, node, a):
+        self._layer_norm(i, self.tensor(i))
+
+    def _layer_norm(self, i, x: Value, output=None):
+        """LayerNormalization of the last axis: of flat features, of channels-last ones, or (`output` given,
+        the Transposes around it absorbed) of the channels of the C x H x W tensor `x`."""
+        import numpy as np
+
+        node = self.nodes[i]
+        a = _attrs(node)
+        image = output is not None
+        rank = len(x.shape) + 1
+        if image:
+            rank = 4
+        elif len(x.shape) == 3 and x.layer not in self.last:
+            raise self.fail(i, "a LayerNormalization over the last axis (width) of an image is not supported",
+                            "supported: of flat features, or of channels-last ones after Transpose [0, 2, 3, 1]")
+        if int(a.get("axis", -1)) % rank != rank - 1:
+            raise self.fail(i, f"a LayerNormalization from axis {a.get('axis')} is not supported",
+                            "supported: over the last axis (torch.nn.LayerNorm(C))")
+        if any(o and self.consumers.get(o) for o in node.output[1:]):
+            raise self.fail(i, "its mean or inverse deviation output is used", "supported: the normalised output")
+        c = x.shape[0] if image else x.shape[-1]
+        scale = self._weight(i, 1, "the scale")
+        has_bias = len(node.input) > 2 and bool(node.input[2])
+        bias = self._weight(i, 2, "the bias") if has_bias else None
+        for what, v, name in (("scale", scale, node.input[1]), ("bias", bias, node.input[2] if has_bias else "")):
+            if v is not None and (v.ndim != 1 or v.size != c):
+                raise self.fail(i, f"the {what} `{name}` is {_shape_text(v.shape)}, the input has {c} channels",
+                                DAMAGED)
+        if bias is None and not np.all(scale == 1):
+            raise self.fail(i, "a LayerNormalization with a scale but no bias is not supported",
+                            "supported: a weight and a bias (torch.nn.LayerNorm), or neither "
+                            "(elementwise_affine=False)")
+        affine = bias is not None
+        weights = {"weight": np.array(scale, dtype=np.float32), "bias": np.array(bias, dtype=np.float32)} \
+            if affine else None
+        self.emit(i, "layer_norm", {"eps": _float(a.get("epsilon", 1e-5)), "affine": affine}, [x], x.shape,
+                  weights=weights, weight_name=node.input[1], output=output)
+
+    def op_Split(self, i, node, a):
+        """A split of the channels (`x.chunk(n, dim=1)`, `x.split(sizes, dim=1)`): a `channels(start, stop)`
+        layer for each part used, as the torch.fx front end."""
+        import numpy as np
+
+        x = self.tensor(i)
+        rank = len(x.shape) + 1
+        if int(a.get("axis", 0)) % rank != 1:
+            raise self.fail(i, f"a split along axis {a.get('axis', 0)} is not supported",
+                            "supported: along the channels (axis 1)")
+        c = x.shape[0]
+        sizes = a.get("split") if self.opset < 13 else self.constant(i, 1, what="the sizes")
+        n = len(node.output)
+        if sizes is not None:
+            sizes = [int(v) for v in np.ravel(sizes)]
+        elif "num_outputs" in a or self.opset < 18:
+            parts = int(a.get("num_outputs", n))
+            sizes = [-(-c // parts)] * parts  # as torch.chunk: parts of ceil(c / n), the last smaller
+            sizes[-1] = c - sum(sizes[:-1])
+        if sizes is None or len(sizes) != n or min(sizes) < 0 or sum(sizes) != c:
+            raise self.fail(i, f"its parts {sizes} do not split {c} channels into {n}", DAMAGED)
+        self.borrow_scopes(i, [o for o in node.output if o])
+        start = 0
+        for out, size in zip(node.output, sizes):
+            if out and self.consumers.get(out) and size:
+                self.emit(i, "channels", {"start": start, "stop": start + size}, [x], (size, *x.shape[1:]),
+                          output=out)
+            start += size
 
     def op_Pad(self, i, node, a):
         import numpy as np
@@ -571,6 +792,7 @@ class Operators:
             return
         if set(spans) == {1} and spans[1][2] == 1 and spans[1][1] > spans[1][0]:
             start, stop, _ = spans[1]
+            self.borrow_scopes(i, node.output[:1])
             self.emit(i, "channels", {"start": start, "stop": stop}, [x], (stop - start, *x.shape[1:]))
             return
         strided = all(ax in (2, 3) and sp[0] == 0 and sp[1] == full[ax] and sp[2] > 1 for ax, sp in spans.items())

@@ -623,6 +623,75 @@ def test_a_graph_with_scopes_is_left_alone():
     assert infer_scopes(graph) is graph
 
 
+# ---- cost: linear in the layers ---------------------------------------------------------------------------
+
+
+def residual_chain(n: int) -> LayerGraph:
+    """A stem and `n` residual blocks as a Caffe file names them: conv-bn-relu-conv-bn, the sum, a relu."""
+    conv = {"out": 8, "kernel": 3, "stride": 1, "pad": 1, "dilation": 1, "groups": 1, "bias": False}
+    bn = {"eps": 1e-5, "momentum": 0.1, "affine": True}
+    layers, shape = [], (8, 4, 4)
+
+    def add(name, op, args, inputs, path=None):
+        layers.append(Layer(name, op, args, tuple(inputs), path, (), shape, holds_weights=op in ("conv", "bn")))
+        return name
+
+    x = add("conv1_relu", "relu", {}, [add("bn_conv1", "bn", bn, [add("conv1", "conv", conv, [INPUT], "conv1")],
+                                              "bn_conv1")])
+    for k in range(n):
+        y = add(f"res{k}_branch2a", "conv", conv, [x], f"res{k}_branch2a")
+        y = add(f"res{k}_branch2a_relu", "relu", {}, [add(f"bn{k}_branch2a", "bn", bn, [y], f"bn{k}_branch2a")])
+        y = add(f"res{k}_branch2b", "conv", conv, [y], f"res{k}_branch2b")
+        y = add(f"bn{k}_branch2b", "bn", bn, [y], f"bn{k}_branch2b")
+        x = add(f"res{k}_relu", "relu", {}, [add(f"res{k}", "add", {}, [x, y])])
+    return LayerGraph("chain", (3, 4, 4), layers, x)
+
+
+def lines_run(graph: LayerGraph, monkeypatch) -> tuple[LayerGraph, int]:
+    """infer_scopes' result and the lines of regions*.py it runs: a count of the work that does not
+    depend on the machine. The check by lifting (lift.py, the parser, the passes) is left out."""
+    from graphdsl.importers import regions, regions_flow, regions_names
+
+    monkeypatch.setattr(regions, "_unwritable", lambda graph: None)
+    files = {regions.__file__, regions_flow.__file__, regions_names.__file__}
+    count = 0
+
+    def line(frame, event, arg):
+        nonlocal count
+        count += event == "line"
+        return line
+
+    before = sys.gettrace()
+    sys.settrace(lambda frame, event, arg: line if frame.f_code.co_filename in files else None)
+    try:
+        scoped = infer_scopes(graph)
+    finally:
+        sys.settrace(before)
+    return scoped, count
+
+
+def test_inferring_scopes_is_linear_in_the_blocks(monkeypatch):
+    """Four times the blocks, about four times the work: every region's items, names and nesting from
+    what it holds, not from a walk over the whole graph (once quadratic: 9,000 blocks took minutes)."""
+    small, n_small = lines_run(residual_chain(100), monkeypatch)
+    big, n_big = lines_run(residual_chain(400), monkeypatch)
+    assert n_big < 4.6 * n_small, (n_small, n_big)
+    stages = {layer.scopes[0].path for layer in big.layers if layer.scopes}
+    blocks = {layer.scopes[1].path for layer in big.layers if len(layer.scopes) > 1}
+    assert stages == {"res"} and len(blocks) == 400, (stages, len(blocks))
+
+
+def test_a_long_residual_chain_is_one_stage_of_one_block(monkeypatch):
+    from graphdsl.importers import regions
+
+    monkeypatch.setattr(regions, "_unwritable", lambda graph: None)
+    scoped = infer_scopes(residual_chain(2000))
+    kinds = {s.kind for layer in scoped.layers for s in layer.scopes}
+    blocks = {layer.scopes[1].path for layer in scoped.layers if len(layer.scopes) > 1}
+    assert kinds == {"Sequential", "BasicBlock"} and len(blocks) == 2000, (kinds, len(blocks))
+    assert scoped.layers[-4].path == "res.1999.res_branch2b"
+
+
 # ---- the table -----------------------------------------------------------------------------------------------
 
 

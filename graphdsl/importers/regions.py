@@ -113,14 +113,30 @@ def nest(regions: list[Region]) -> list[Region]:
     """Regions as a forest by inclusion; a region that overlaps another without one holding the other
     is dropped (the larger one is kept)."""
     kept: list[Region] = []
+    # The kept regions nest or lie apart, largest first; so a region fits where all its layers have the
+    # same innermost kept region (the last kept that holds them), and that one holds it all, or none has
+    # one. Checked layer by layer, not against every kept region.
+    innermost: dict[str, Region] = {}
     for r in sorted(regions, key=lambda r: -len(r.members)):
-        if any(not (r.members <= k.members or not (r.members & k.members)) for k in kept):
+        around = {id(o): o for o in (innermost.get(name) for name in r.members)}
+        if len(around) > 1:
+            continue
+        (o,) = around.values() if around else (None,)
+        if o is not None and not r.members <= o.members:
             continue
         kept.append(r)
+        for name in r.members:
+            innermost[name] = r
+    holding: dict[str, list[Region]] = {}  # layer -> the kept regions that hold it, largest first
     for r in kept:
         r.children, r.parent = [], None
+        for name in r.members:
+            holding.setdefault(name, []).append(r)
     for r in sorted(kept, key=lambda r: len(r.members)):
-        holders = [k for k in kept if k is not r and r.members <= k.members and len(k.members) > len(r.members)]
+        # a larger kept region that holds one of its layers holds it all (they nest)
+        some = next(iter(r.members), None)
+        holders = [k for k in (holding[some] if some is not None else kept)
+                   if k is not r and r.members <= k.members and len(k.members) > len(r.members)]
         if holders:
             r.parent = min(holders, key=lambda k: len(k.members))
             r.parent.children.append(r)
@@ -266,10 +282,14 @@ def kind_groups(flow: Flow, regions: list[Region]) -> dict[tuple, list[Region]]:
     for r in regions:
         short = shortcut_key(flow, r) if r.merge is not None else None
         groups.setdefault((r.key, short), []).append(r)
+    homes: dict[tuple, tuple] = {}  # a body -> the first kind with it and a projection shortcut
+    for key, short in groups:
+        if short is not None:
+            homes.setdefault(key, (key, short))
     merged: dict[tuple, list[Region]] = {}
     for (key, short), rs in groups.items():
         if short is None and key[0] == "residual":
-            home = next((k for k in groups if k[0] == key and k[1] is not None), None)
+            home = homes.get(key)
             if home is not None:
                 merged.setdefault(home, []).extend(rs)
                 continue
@@ -343,11 +363,14 @@ def infer_scopes(graph: LayerGraph) -> LayerGraph:
     if graph is not original:
         graph.weights = original.weights
     flow = Flow(graph)
-    scoped = _scoped(flow, graph, lonely=False)
+    regions = find_regions(flow)
+    if not regions:  # nothing to make blocks of, even in the fallback below: no need to check the original
+        return original
+    scoped = _scoped(flow, graph, regions, lonely=False)
     problem = _unwritable(scoped if scoped is not None else original)
     if problem is None:
         return scoped if scoped is not None else original
-    fallback = _scoped(flow, graph, lonely=True)
+    fallback = _scoped(flow, graph, find_regions(flow), lonely=True)  # regions afresh: _scoped changes them
     if fallback is not None and _unwritable(fallback) is None:
         return fallback
     if scoped is not None:  # a bug here or in lifting: the flat spec instead, and say so
@@ -356,10 +379,9 @@ def infer_scopes(graph: LayerGraph) -> LayerGraph:
     return original
 
 
-def _scoped(flow: Flow, graph: LayerGraph, lonely: bool) -> LayerGraph | None:
-    """The graph with its regions as modules: the repeated ones (all of them with `lonely`); None where
-    there are none."""
-    regions = find_regions(flow)
+def _scoped(flow: Flow, graph: LayerGraph, regions: list[Region], lonely: bool) -> LayerGraph | None:
+    """The graph with its regions (find_regions') as modules: the repeated ones (all of them with
+    `lonely`); None where there are none."""
     lead_ins(flow, regions)
     regions = assign_keys(flow, regions, lonely)
     regions = chain_instances(flow, regions)

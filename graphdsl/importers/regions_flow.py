@@ -3,6 +3,8 @@ block instances found in it (Region), and a module's direct contents in order (`
 
 from __future__ import annotations
 
+import heapq
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 from .ir import INPUT, ImportFailure, LayerGraph
@@ -54,6 +56,9 @@ class Flow:
                 d = self.common_dominator(d, p)
             self.idom[layer.name] = d
         self.outputs = set(graph.outputs or (graph.output,))
+        # front ends name layers uniquely; where a graph does not, the lookups below walk all its layers
+        self.unique = len(self.layers) == len(graph.layers)
+        self._sorted_paths: list[str] | None = None
 
     def common_dominator(self, a: str, b: str) -> str:
         while a != b:
@@ -62,6 +67,28 @@ class Flow:
             while self.order[b] > self.order[a]:
                 b = self.idom[b]
         return a
+
+    def named_starting(self, text: str) -> int:
+        """How many layers' paths (`""` for a layer without one) start with `text`: a look-up in the
+        sorted paths, where those paths stand together."""
+        if self._sorted_paths is None:
+            self._sorted_paths = sorted(layer.path or "" for layer in self.graph.layers)
+        paths = self._sorted_paths
+        lo = hi = bisect_left(paths, text)
+        top = len(paths)
+        while hi < top:
+            mid = (hi + top) // 2
+            if paths[mid].startswith(text):
+                hi = mid + 1
+            else:
+                top = mid
+        return hi - lo
+
+    def named_under(self, prefix: str, separators: str) -> int:
+        """How many layers' paths are `prefix`, or `prefix` and then one of `separators`."""
+        self.named_starting(prefix)  # sorts the paths once
+        equal = bisect_right(self._sorted_paths, prefix) - bisect_left(self._sorted_paths, prefix)
+        return equal + sum(self.named_starting(prefix + c) for c in set(separators))
 
     def shape(self, name: str):
         return self.graph.input_shape if name == INPUT else self.layers[name].shape
@@ -95,16 +122,18 @@ class Flow:
 
 def items(flow: Flow, members: set, children: list) -> list:
     """The direct contents of a module, in order: layer names and child regions (topologically sorted,
-    each region as one item)."""
+    each region as one item). Costs the size of `members`, not of the graph: it runs once per region."""
     inside = {}
     for child in children:
         for name in child.members:
             inside[name] = child
+    if flow.unique:
+        names = sorted((n for n in members if n in flow.layers), key=flow.order.__getitem__)
+    else:
+        names = [layer.name for layer in flow.graph.layers if layer.name in members]
     seen, out = set(), []
-    for layer in flow.graph.layers:
-        if layer.name not in members:
-            continue
-        item = inside.get(layer.name, layer.name)
+    for name in names:
+        item = inside.get(name, name)
         if isinstance(item, Region):
             if id(item) in seen:
                 continue
@@ -114,24 +143,32 @@ def items(flow: Flow, members: set, children: list) -> list:
 
 
 def _topological(flow: Flow, its: list) -> list:
-    """`its` reordered so that every item comes after the items it takes tensors from (stable)."""
+    """`its` reordered so that every item comes after the items it takes tensors from (stable: of the
+    items ready, the first in `its` goes next)."""
     owner = {}
     for k, it in enumerate(its):
         for name in (it.members if isinstance(it, Region) else [it]):
             owner[name] = k
-    needs = []
+    waiting = [0] * len(its)  # per item, how many of the items it takes from are not out yet
+    takers: list[list[int]] = [[] for _ in its]
     for k, it in enumerate(its):
         names = it.members if isinstance(it, Region) else [it]
-        needs.append({owner[i] for n in names for i in flow.layers[n].inputs if i in owner} - {k})
-    done, out = set(), []
-    while len(out) < len(its):
-        for k, it in enumerate(its):
-            if k not in done and needs[k] <= done:
-                done.add(k)
-                out.append(it)
-                break
-        else:
-            raise ImportFailure("the network's modules depend on each other in a cycle")
+        needs = {owner[i] for n in names for i in flow.layers[n].inputs if i in owner} - {k}
+        waiting[k] = len(needs)
+        for j in needs:
+            takers[j].append(k)
+    ready = [k for k in range(len(its)) if not waiting[k]]
+    heapq.heapify(ready)
+    out = []
+    while ready:
+        k = heapq.heappop(ready)
+        out.append(its[k])
+        for j in takers[k]:
+            waiting[j] -= 1
+            if not waiting[j]:
+                heapq.heappush(ready, j)
+    if len(out) < len(its):
+        raise ImportFailure("the network's modules depend on each other in a cycle")
     return out
 
 

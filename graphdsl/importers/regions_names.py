@@ -83,12 +83,18 @@ def instance_prefix(flow: Flow, r: Region) -> str:
     prefix = own_prefix(named_leaves(flow, r))
     if not prefix:
         return ""
+    if flow.unique:  # a layer outside has it where more layers have it than inside (one look-up per instance)
+        inside = sum(1 for n in r.members if n in flow.layers and _under(flow.layers[n].path or "", prefix))
+        return "" if flow.named_under(prefix, _SEPARATORS) > inside else prefix
     for layer in flow.graph.layers:
-        path = layer.path or ""
-        if layer.name not in r.members and path.startswith(prefix) and \
-                (len(path) == len(prefix) or path[len(prefix)] in _SEPARATORS):
+        if layer.name not in r.members and _under(layer.path or "", prefix):
             return ""
     return prefix
+
+
+def _under(path: str, prefix: str) -> bool:
+    """`path` is `prefix`, or `prefix` and then a separator."""
+    return path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] in _SEPARATORS)
 
 
 def instance_name(flow: Flow, r: Region) -> str:
@@ -184,6 +190,10 @@ def local_names(flow: Flow, rs: list[Region]) -> list[dict]:
     # 2. the part that names the instance dropped where it stands (`2a` of `res2a_branch2a` and of
     # `bn2a_branch2a`); in a slot only one instance fills, its identity found in its other layers' names.
     # Where that leaves names that collide, just the runs that differ (`a`)
+    first_filling = {}  # slot -> the first instance that fills it
+    for k, mine in enumerate(leaf_slots):
+        for slot in mine:
+            first_filling.setdefault(slot, k)
     for whole in (True, False):
         identities = _identities(flow, rs, whole)
         by_slot = {}
@@ -192,8 +202,7 @@ def local_names(flow: Flow, rs: list[Region]) -> list[dict]:
                 spans = _varying_spans(paths, whole)[0]
                 local = clean_label(_cut(paths[0], spans)) if spans or len(set(paths)) == 1 else ""
             else:
-                k = next(k for k, mine in enumerate(leaf_slots) if slot in mine)
-                local = clean_label(_drop(paths[0], identities[k][0]))
+                local = clean_label(_drop(paths[0], identities[first_filling[slot]][0]))
             by_slot[slot] = _repaired(local, op_of[slot])
         shared = own_prefix(list(by_slot.values())) if len(by_slot) > 1 else ""
         if shared:  # and the part all names share
@@ -369,12 +378,19 @@ def stage_names(flow: Flow, runs: list, taken: set) -> list[str]:
                 n += 1
             common = common[:n]
         inside = set().union(*(r.members for r in run))
-        if any(layer.name not in inside and (layer.path or "").startswith(common) for layer in flow.graph.layers):
+        if flow.unique:  # a layer outside has it where more layers have it than inside
+            mine = sum(1 for n in inside if n in flow.layers and (flow.layers[n].path or "").startswith(common))
+            outside = flow.named_starting(common) > mine
+        else:
+            outside = any(layer.name not in inside and (layer.path or "").startswith(common)
+                          for layer in flow.graph.layers)
+        if outside:
             common = ""
         names.append(clean_label(common))
     out = []
+    uses = Counter(names)
     for k, name in enumerate(names):
-        if not valid_label(name) or names.count(name) > 1 or name in taken:
+        if not valid_label(name) or uses[name] > 1 or name in taken:
             name = f"stage{k + 1}"
         while name in taken:
             name += "_"

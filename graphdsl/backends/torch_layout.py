@@ -218,6 +218,13 @@ class Layout(ChainsMixin, LoopsMixin, MergesMixin, MembersMixin, ClassesMixin):
     def new_ctx(self, klass: Klass, env: dict, real: dict, instances: list) -> Ctx:
         return Ctx(klass, env, real, set(LOCALS), {"x"} - {"x"}, {}, set(), (), instances, [0])
 
+    def loop_ctx(self, target, ctx: Ctx) -> Ctx:
+        """The context of a `for` body binding `target` (a name or nested names; `_` binds nothing)."""
+        for name in ([target] if isinstance(target, str) else flat_names(target)):
+            if name != "_":
+                self.check_name(name)
+        return ctx.nested_copy()
+
     def check_name(self, name: str, local: bool = False) -> None:
         """A spec name usable in the generated code; a `local` of `__init__` may be named like an attribute
         of nn.Module (`half`) until forward reads it (`store`)."""

@@ -16,7 +16,6 @@ from .torch_layout_common import (
     bound_names,
     computed_label,
     ctx_claim,
-    flat_names,
     has_computed_labels,
     labelled_layer,
     loop_header,
@@ -96,9 +95,7 @@ class ChainsMixin:
                     return self.seq_body(then if c else orelse, ctx, t, init, var, indent)
                 outs = []
                 for branch in (then, orelse):
-                    sub = copy.copy(ctx)
-                    sub.env, sub.real = dict(ctx.env), dict(ctx.real)
-                    sub.nested = True
+                    sub = ctx.nested_copy()
                     lines: list = []
                     out = self.seq_body(branch, sub, t, lines, var, indent + 1, branch=True)
                     outs.append((sub, out, lines))
@@ -159,13 +156,7 @@ class ChainsMixin:
             raise Unsupported("a loop over an empty list")
         empty = not values
         values = values or (stand_in,)
-        names = [target] if isinstance(target, str) else list(flat_names(target))
-        for n in names:
-            if n != "_":
-                self.check_name(n)
-        sub = copy.copy(ctx)
-        sub.env, sub.real = dict(ctx.env), dict(ctx.real)
-        sub.nested = True
+        sub = self.loop_ctx(target, ctx)
         first = values[0]
         bind(target, first, sub)
         # the channels before each pass: unchanged by the body, or a local `channels` the body updates

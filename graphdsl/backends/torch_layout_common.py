@@ -5,6 +5,7 @@ the spec's AST and the generated lines."""
 from __future__ import annotations
 
 import ast as pyast
+import copy
 from dataclasses import dataclass, field
 
 from .. import ast
@@ -70,6 +71,13 @@ class Ctx:
     main: str | None = None  # the class's own variable (`x`), where a merge of named tensors writes
     live: frozenset = frozenset()  # tensor names read after the statement (their variables are not overwritten)
     track: str | None = None  # a loop's running channel count, updated after each layer that changes it
+
+    def nested_copy(self) -> Ctx:
+        """This context for the body of an `if` or a `for`: names it binds stay inside."""
+        sub = copy.copy(self)
+        sub.env, sub.real = dict(self.env), dict(self.real)
+        sub.nested = True
+        return sub
 
 
 def orelse_lines(lines: list, indent: int) -> list:

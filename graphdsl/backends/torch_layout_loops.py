@@ -87,12 +87,7 @@ class LoopsMixin:
         if not isinstance(values, tuple) or not values:
             raise Unsupported("a loop of a class over an empty or unknown list")
         names = [s.var] if isinstance(s.var, str) else list(flat_names(s.var))
-        for n in names:
-            if n != "_":
-                self.check_name(n)
-        sub = copy.copy(ctx)
-        sub.env, sub.real = dict(ctx.env), dict(ctx.real)
-        sub.nested = True
+        sub = self.loop_ctx(s.var, ctx)
         bind(s.var, values[0], sub)
         start_position = ctx.position[0]
         probe_ctx = copy.copy(sub)
